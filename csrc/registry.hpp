@@ -1,0 +1,33 @@
+// Each kernel source file registers its Python bindings with FASTDYN_BINDINGS(name) { m.def(...); },
+// so adding a kernel family never touches the module files (core_module.cpp, cuda_module.cu).
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace fastdyn {
+
+using Binder = void (*)(pybind11::module_&);
+
+// One list per extension module; defined in core_module.cpp and cuda_module.cu.
+std::vector<Binder>& binders();
+
+struct BindingRegistration {
+  explicit BindingRegistration(Binder binder) { binders().push_back(binder); }
+};
+
+// Buffers cross the boundary as integer addresses (tensor.data_ptr()); the Python side owns,
+// validates (shape, dtype, device, contiguity) and keeps them alive for the call.
+template <typename T>
+inline T* ptr(std::uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+}  // namespace fastdyn
+
+#define FASTDYN_BINDINGS(name)                                                      \
+  static void fastdyn_bind_##name(pybind11::module_& m);                             \
+  static ::fastdyn::BindingRegistration fastdyn_registration_##name(&fastdyn_bind_##name); \
+  static void fastdyn_bind_##name(pybind11::module_& m)

@@ -1,0 +1,20 @@
+"""fastdyn: fast, exact tools for studying how neural networks learn.
+
+Backends: see :func:`available_backends` and :mod:`fastdyn._backends`.
+"""
+from ._backends import available_backends, backend_status, build_status, why_unavailable
+from . import fused, models
+from .models import FCNet, OneHidden
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends",
+    "backend_status",
+    "build_status",
+    "why_unavailable",
+    "fused",
+    "models",
+    "FCNet",
+    "OneHidden",
+]

@@ -1,0 +1,1 @@
+"""Numba CPU kernels, one module per kernel family; imported only when the "numba" backend runs."""

@@ -1,0 +1,87 @@
+"""Experiments: one module each, registered in ``REGISTRY`` for the command line.
+
+An experiment module defines
+
+* ``DESCRIPTION``: one line for ``fastdyn list``;
+* ``config(quick: bool) -> dict``: its default configuration (JSON scalars and lists); ``quick`` is the
+  minutes-on-a-laptop version the tests run;
+* ``run(config: dict, out: pathlib.Path, *, progress: bool = True) -> dict``: does the work, writes NPZ arrays and
+  PNG figures into ``out`` and returns the summary (JSON-able scalars, flat or nested one level).
+
+:func:`run_experiment` merges overrides into the defaults (unknown keys and wrong types are errors), writes
+``config.json`` and ``results.json`` beside the experiment's own files, and returns the summary.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REGISTRY: dict[str, str] = {
+}
+
+
+def load(name: str) -> ModuleType:
+    """The module of experiment ``name``."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(REGISTRY)}")
+    return importlib.import_module(REGISTRY[name])
+
+
+def parse_value(key: str, text: str, default: Any) -> Any:
+    """Convert ``text`` from the command line to the type of ``default``."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, (list, tuple)):
+            item = default[0] if default else text
+            return [parse_value(key, part, item) for part in text.split(",") if part != ""]
+        if default is None:
+            return json.loads(text) if text[:1] in "[{0123456789-" else text
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(f"--set {key}={text}: expected {type(default).__name__} like {default!r}") from None
+
+
+def merge_config(defaults: dict, overrides: dict | None) -> dict:
+    """Defaults updated by overrides; string values are parsed to the default's type."""
+    config = dict(defaults)
+    for key, value in (overrides or {}).items():
+        if key not in defaults:
+            raise ValueError(f"unknown config key {key!r}; known keys: {sorted(defaults)}")
+        default = defaults[key]
+        if isinstance(value, str) and not isinstance(default, str):
+            value = parse_value(key, value, default)
+        elif default is not None and not isinstance(value, type(default)) and not (
+            isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+        ):
+            raise TypeError(f"config {key!r} must be {type(default).__name__}, got {value!r}")
+        config[key] = value
+    return config
+
+
+def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides: dict | None = None,
+                   progress: bool = True) -> dict:
+    """Run experiment ``name`` into directory ``out``; returns its summary (also in ``out/results.json``)."""
+    experiment = load(name)
+    config = merge_config(experiment.config(quick), overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"experiment": name, "quick": quick, "config": config}
+    (out / "config.json").write_text(json.dumps(meta, indent=2))
+    start = time.perf_counter()
+    summary = experiment.run(config, out, progress=progress)
+    meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2))
+    (out / "results.json").write_text(json.dumps(meta, indent=2, default=float))
+    return summary

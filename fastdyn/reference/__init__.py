@@ -1,0 +1,1 @@
+"""Plain-torch formulations: the "torch" backend, and the references every fast path is tested against."""
