@@ -207,9 +207,10 @@ def _onehidden_ntk(model: OneHidden, x1: torch.Tensor, x2: torch.Tensor | None, 
         act2, beta_d2 = torch.empty(tile, n2, **like), torch.empty(tile, n2, **like)
         xt2 = x2.T.contiguous()
     optional = [0 if t is None else address(t) for t in (xt2, act2, beta_d2)]
-    kernel(address(x1), n1, x2_address, n2, address(xt1), optional[0], address(omega), address(b), address(beta),
-           d, h, scale, address(result), address(sum_deriv), address(act1), address(beta_d1), optional[1],
-           optional[2], tile, cuda_stream(x1.device))
+    with torch.cuda.device(x1.device):  # launches go to the inputs' GPU
+        kernel(address(x1), n1, x2_address, n2, address(xt1), optional[0], address(omega), address(b),
+               address(beta), d, h, scale, address(result), address(sum_deriv), address(act1), address(beta_d1),
+               optional[1], optional[2], tile, cuda_stream(x1.device))
     return result
 
 
