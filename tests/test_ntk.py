@@ -59,6 +59,17 @@ def test_symmetric_result_is_exactly_symmetric(cpu_backend, dtype):
     assert_close(kernel, ntk(model, x1, x1.clone(), backend=cpu_backend), dtype)
 
 
+@pytest.mark.parametrize("given_x2", [False, True], ids=["x2-None", "x2-given"])
+def test_many_row_blocks_and_threads(cpu_backend, given_x2):
+    """Enough points for several row blocks per thread (and the threaded path of the C++ kernel)."""
+    model, x1, x2 = make_case(torch.float64, n1=300, n2=150, d=4, h=60, scale="ntk")
+    x2 = x2 if given_x2 else None
+    kernel = ntk(model, x1, x2, backend=cpu_backend)
+    assert_close(kernel, ntk_jacobian_contraction(model, x1, x2), torch.float64)
+    if not given_x2:
+        assert torch.equal(kernel, kernel.T)
+
+
 @pytest.mark.parametrize("act", sorted(set(ACTIVATIONS) - {"relu"}))
 def test_other_activations_use_the_torch_closed_form(act):
     model, x1, x2 = make_case(torch.float64, act=act, scale="ntk")
