@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_close
+from conftest import assert_close, requires_cuda
 from fastdyn._ntk_structured import generic_ntk, is_structured, structured_ntk
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
 from fastdyn.reference.ntk import ntk_jacobian_contraction
@@ -16,11 +16,20 @@ def _inputs(d, n1, n2, dtype, seed=0):
     return (torch.randn(n1, d, generator=gen, dtype=dtype), torch.randn(n2, d, generator=gen, dtype=dtype))
 
 
+def _from_full(full, out):
+    """The reference's "trace"/"diagonal" from its "full" result (one torch.func call per case)."""
+    if full.ndim == 2 or out == "full":
+        return full
+    diagonal = full.diagonal(dim1=-2, dim2=-1)
+    return diagonal.sum(-1) if out == "trace" else diagonal
+
+
 def _check_all(fn, model, x1, x2, dtype, **kw):
     """fn against the reference for every out, with x2 given and x2=None (then exactly symmetric)."""
     for second in (x2, None):
+        full = ntk_jacobian_contraction(model, x1, second, "full")
         for out in OUTS:
-            expected = ntk_jacobian_contraction(model, x1, second, out)
+            expected = _from_full(full, out)
             actual = fn(model, x1, second, out, **kw)
             assert actual.dtype == dtype
             assert_close(actual, expected, dtype)
@@ -29,10 +38,11 @@ def _check_all(fn, model, x1, x2, dtype, **kw):
                 assert torch.equal(actual, actual.permute(perm))
 
 
-@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("hidden", [1, 2, 3])
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("n_out", [1, 3])
+FCNET_CASES = [(act, hidden, bias, n_out) for act in sorted(ACTIVATIONS) for hidden in (1, 3) for bias in (True, False)
+               for n_out in (1, 3)] + [(act, 2, True, 2) for act in ("relu", "softplus")]
+
+
+@pytest.mark.parametrize("act,hidden,bias,n_out", FCNET_CASES)
 def test_structured_fcnet(act, hidden, bias, n_out, dtype):
     torch.manual_seed(hidden)
     model = FCNet([5] + [7, 6, 9][:hidden] + [n_out], act, bias, dtype=dtype)
@@ -169,3 +179,22 @@ def test_bad_arguments():
     for fn in (structured_ntk, generic_ntk):
         with pytest.raises(ValueError, match="out"):
             fn(model, x, None, "sum")
+
+
+@requires_cuda
+@pytest.mark.parametrize("fn", [structured_ntk, generic_ntk])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_cuda_matches_reference(fn, n_out, dtype):
+    torch.manual_seed(5)
+    model = FCNet([5, 9, 7, n_out], "gelu", dtype=dtype)
+    x1, x2 = _inputs(5, 13, 6, dtype)
+    expected = {(second is None, out): _from_full(ntk_jacobian_contraction(model, x1, second, "full"), out)
+                for second in (x2, None) for out in OUTS}
+    model.cuda()
+    for second in (x2, None):
+        for out in OUTS:
+            actual = fn(model, x1.cuda(), None if second is None else second.cuda(), out)
+            assert actual.is_cuda
+            assert_close(actual, expected[second is None, out], dtype)
+            if second is None and actual.ndim == 2:
+                assert torch.equal(actual, actual.T)
