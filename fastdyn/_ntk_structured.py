@@ -233,11 +233,12 @@ def _accumulate(result: torch.Tensor, features: Callable[[torch.Tensor], list[_T
                     _add_term_block(result[si, si], term, None, out, n_out)
                 continue
             tj = column_terms(j)
-            block = torch.zeros(result[si, sj].shape, dtype=result.dtype, device=result.device)
+            # With x2=None the block is also added, transposed, below the diagonal; else straight into result.
+            block = torch.zeros_like(result[si, sj]) if x2 is None else result[si, sj]
             for a, b in zip(ti, tj):
                 _add_term_block(block, a, b, out, n_out)
-            result[si, sj] += block
             if x2 is None:
+                result[si, sj] += block
                 result[sj, si] += block.transpose(0, 1).transpose(2, 3) if block.ndim == 4 else block.transpose(0, 1)
         if x2 is None:
             stored.pop(i, None)  # row chunk i is never a column again
