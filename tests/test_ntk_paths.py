@@ -201,3 +201,14 @@ def test_cuda_matches_reference(fn, n_out, dtype):
             assert_close(actual, expected[second is None, out], dtype)
             if second is None and actual.ndim == 2:
                 assert torch.equal(actual, actual.T)
+
+
+def test_structured_inplace_activations_leave_inputs_alone(dtype):
+    torch.manual_seed(6)
+    plain = nn.Sequential(nn.LeakyReLU(0.1), nn.Linear(3, 5, dtype=dtype), nn.ReLU(), nn.Linear(5, 2, dtype=dtype))
+    inplace = nn.Sequential(nn.LeakyReLU(0.1, inplace=True), plain[1], nn.ReLU(inplace=True), plain[3])
+    x1, _ = _inputs(3, 6, 1, dtype)
+    before = x1.clone()
+    actual = structured_ntk(inplace, x1, None, "full")
+    assert torch.equal(x1, before)
+    assert_close(actual, ntk_jacobian_contraction(plain, x1, None, "full"), dtype)
