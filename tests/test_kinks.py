@@ -60,11 +60,13 @@ def test_gradient_dead_and_always_active_neurons(cpu_backend):
         assert_close(a, e, torch.float64)
 
 
-def test_gradient_large_width_tiles(cpu_backend):
-    """Widths that are not multiples of the SIMD tile, many point blocks (p > one L2 block of x)."""
-    model, x, g = make_problem(7000, 2, 45, torch.float64)
+@pytest.mark.parametrize("d", [2, 10, 30])
+def test_gradient_many_points(cpu_backend, dtype, d):
+    """p past one L2 block of x and many summation runs, widths not a multiple of the SIMD tile; d = 30 runs the
+    C++ kernel's two-pass path, d <= 24 its register path."""
+    model, x, g = make_problem(7000, d, 45, dtype, seed=d)
     for a, e in zip(fused.gradient(model, x, g, backend=cpu_backend), autograd_gradient(model, x, g)):
-        assert_close(a, e, torch.float64)
+        assert_close(a, e, dtype)
 
 
 def test_gradient_input_errors():
