@@ -9,6 +9,8 @@
 // accumulators in registers and streams the points, blocked so a block of x stays in L2. Memory O((h + p) d).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/threads.hpp"
@@ -219,6 +221,72 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
   }
 }
 
+// Activation-pattern keys for kinks.attractors: for each neuron a 128-bit hash of its bits a_n(x_i), i = 0..p-1,
+// and the number of points where it is active, without storing any pattern. Bits are gathered 32 points at a time
+// per SIMD lane and folded into two independent multiply-xorshift streams (each step a bijection of the state).
+template <typename T>
+void onehidden_pattern_keys(const T* x, const T* omega, const T* b, std::uint64_t* keys, long p, long d, long h,
+                            T inv_sqrt_d, int n_threads) {
+  using V = typename Simd<T>::type;
+  using Mask = decltype(V{} > V{});  // lanes of -1 / 0, int32 for float, int64 for double
+  using Lane = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  constexpr long W = Simd<T>::width;
+  use_threads(n_threads);
+  const long tiles = (h + W - 1) / W;
+#pragma omp parallel
+  {
+    std::vector<V> w(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (long t = 0; t < tiles; ++t) {
+      const V zero = V{};
+      V bias = zero - T(1);
+      for (long k = 0; k < d; ++k) w[k] = zero;
+      for (long l = 0; l < W && t * W + l < h; ++l) {
+        for (long k = 0; k < d; ++k) w[k][l] = omega[(t * W + l) * d + k] * inv_sqrt_d;
+        bias[l] = b[t * W + l];
+      }
+      std::uint64_t s1[W], s2[W], count[W];
+      for (long l = 0; l < W; ++l) s1[l] = 0x243F6A8885A308D3ULL, s2[l] = 0x13198A2E03707344ULL, count[l] = 0;
+      for (long i0 = 0; i0 < p; i0 += 32) {
+        const long i1 = std::min(p, i0 + 32);
+        Mask word = Mask{};
+        for (long i = i0; i < i1; ++i) {
+          const T* xi = x + i * d;
+          V pre = bias;
+          for (long k = 0; k < d; ++k) pre += w[k] * xi[k];
+          word |= (pre > zero) & (Mask{} + static_cast<Lane>(std::uint32_t(1) << (i - i0)));
+        }
+        for (long l = 0; l < W; ++l) {
+          const std::uint64_t bits = static_cast<std::uint32_t>(word[l]);
+          s1[l] = (s1[l] ^ bits) * 0x9E3779B97F4A7C15ULL;
+          s1[l] ^= s1[l] >> 32;
+          s2[l] = (s2[l] + bits + 1) * 0xC2B2AE3D27D4EB4FULL;
+          s2[l] ^= s2[l] >> 29;
+          count[l] += static_cast<std::uint64_t>(__builtin_popcountll(bits));
+        }
+      }
+      for (long l = 0; l < W && t * W + l < h; ++l) {
+        std::uint64_t* key = keys + (t * W + l) * 3;
+        key[0] = s1[l], key[1] = s2[l], key[2] = count[l];
+      }
+    }
+  }
+}
+
+template <typename T>
+void bind_pattern_keys(pybind11::module_& m, const char* name) {
+  m.def(
+      name,
+      [](std::uintptr_t x, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t keys, long p, long d, long h,
+         int n_threads) {
+        pybind11::gil_scoped_release release;
+        onehidden_pattern_keys<T>(ptr<const T>(x), ptr<const T>(omega), ptr<const T>(b), ptr<std::uint64_t>(keys), p,
+                                  d, h, static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), n_threads);
+      },
+      "Per-neuron activation-pattern keys (h, 3) uint64: two 64-bit hashes of the bits [pre_n(x_i) > 0] and "
+      "the number of active points");
+}
+
 template <typename T>
 void bind_gradient(pybind11::module_& m, const char* name) {
   m.def(
@@ -257,4 +325,6 @@ FASTDYN_BINDINGS(onehidden) {
   fastdyn::bind_forward<double>(m, "onehidden_forward_f64");
   fastdyn::bind_gradient<float>(m, "onehidden_gradient_f32");
   fastdyn::bind_gradient<double>(m, "onehidden_gradient_f64");
+  fastdyn::bind_pattern_keys<float>(m, "onehidden_pattern_keys_f32");
+  fastdyn::bind_pattern_keys<double>(m, "onehidden_pattern_keys_f64");
 }
