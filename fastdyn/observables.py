@@ -61,9 +61,10 @@ def mutual_information(features, y, k: int = 5):
 
     Ross (2014), "Mutual information between discrete and continuous data sets": for point i with label c, d_i is
     the distance to its k-th nearest neighbour among the N_c points of class c (k -> N_c - 1 for small classes),
-    m_i the number of points of any class closer than d_i (itself included), and
-    I = psi(N) + <psi(k)> - <psi(N_c)> - <psi(m_i)>, clipped at 0. Points alone in their class are dropped.
-    Features are one-dimensional (one component each), so the neighbour search is a sort.
+    m_i the number of points of any class closer than d_i (itself included; the coincident points when d_i = 0),
+    and I = psi(N) + <psi(k)> - <psi(N_c)> - <psi(m_i)>, clipped at 0. Points alone in their class are dropped.
+    Features are one-dimensional (one component each), so the neighbour search is a sort. Unlike sklearn no
+    jitter is added, so the result is deterministic (sklearn adds 1e-10 noise to break ties).
 
     Args:
         features: (N,) or (N, m) values, e.g. the top m kernel-PCA components on the N points.
@@ -102,8 +103,7 @@ def mutual_information(features, y, k: int = 5):
         for c in np.flatnonzero(counts > 1):
             members = np.flatnonzero(codes == c)
             radius[members] = _kth_neighbour_distance_1d(x[members], min(k, counts[c] - 1))
-        ordered = np.sort(x)
-        inside = np.searchsorted(ordered, x + radius, side="left") - np.searchsorted(ordered, x - radius, side="right")
+        inside = _count_closer_1d(x, radius)
         result[j] = max(0.0, const - digamma(inside).mean())
     if F_t.ndim == 1:
         return float(result[0]) if kind.numpy else torch.tensor(result[0], dtype=kind.dtype, device=kind.device)
@@ -169,6 +169,29 @@ def _kth_neighbour_distance_1d(x: np.ndarray, k: int) -> np.ndarray:
     out = np.empty(n)
     out[order] = kth
     return out
+
+
+def _count_closer_1d(x: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """#{j : |x_j - x_i| < radius_i} (or == 0 where radius_i = 0), itself included.
+
+    Bisection on the sorted sample with the same floating-point differences that measured the radii (x_i +- r
+    would round differently); subtraction is monotone, so each side is one contiguous run.
+    """
+    ordered = np.sort(x)
+    radius = np.maximum(radius, np.nextafter(0.0, 1.0))  # radius 0 (ties): count the coincident points
+
+    def first(predicate):  # first index j in [0, n] where predicate(j) holds; predicate is monotone in j
+        lo, hi = np.zeros(x.shape[0], dtype=np.int64), np.full(x.shape[0], x.shape[0], dtype=np.int64)
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            ok = predicate(np.minimum(mid, x.shape[0] - 1)) & (lo < hi)
+            hi = np.where(ok, mid, hi)
+            lo = np.where(~ok & (lo < hi), mid + 1, lo)
+        return lo
+
+    start = first(lambda j: x - ordered[j] < radius)
+    stop = first(lambda j: ordered[j] - x >= radius)
+    return stop - start
 
 
 def _kernels(name: str, K: torch.Tensor) -> torch.Tensor:
