@@ -33,7 +33,7 @@ OUTS = ("full", "trace", "diagonal")
 PATHS = ("onehidden-closed-form", "structured", "generic")
 _CLOSED_FORM_BACKENDS = ("cuda", "cpu", "numba", "torch")
 _CPU_TILE_BYTES = 32 << 20    # neuron tile of the CPU backends: about this many bytes per activation array ...
-_CPU_TILE_RANGE = (256, 8192)  # ... within these bounds (SYRK throughput flattens out above ~512 neurons)
+_CPU_TILE_RANGE = (256, 8192)  # ... within these bounds (throughput was flat for 1024-4096 neurons at N=2000)
 _CUDA_TILE_BYTES = 256 << 20   # neuron tile of the CUDA kernels, same rule
 _CUDA_TILE_RANGE = (256, 8192)
 _TORCH_TILE = 4096

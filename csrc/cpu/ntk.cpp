@@ -8,7 +8,8 @@
 //
 // Threading: OpenMP threads each call single-threaded OpenBLAS on their own row blocks. The OpenBLAS shipped by
 // scipy-openblas32 runs its own pthreads pool; letting it thread inside while OpenMP threads wait for the next
-// elementwise pass oversubscribes the cores (measured 3x slower on a 2-core machine), so one pool drives everything.
+// elementwise pass oversubscribes the cores (3x slower, measured on a busy 2-core machine), so one pool drives
+// everything.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -110,7 +111,8 @@ void combine(const T* x1, long n1, const T* x2, long n2, long d, T scale, const 
   for (long bi = 0; bi < mirror_blocks; ++bi)
     for (long bj = 0; bj <= bi; ++bj)
       for (long i = bi * kMirrorBlock; i < std::min(n1, (bi + 1) * kMirrorBlock); ++i)
-        for (long j = bj * kMirrorBlock; j < std::min(i, (bj + 1) * kMirrorBlock); ++j) out[i * n1 + j] = out[j * n1 + i];
+        for (long j = bj * kMirrorBlock; j < std::min(i, (bj + 1) * kMirrorBlock); ++j)
+          out[i * n1 + j] = out[j * n1 + i];
 }
 
 // x1 (n1 x d); x2 (n2 x d) or nullptr for Theta(x1, x1); omega (h x d), b (h,), beta (h,); out (n1 x n2).
