@@ -5,6 +5,7 @@ Backends: see :func:`available_backends` and :mod:`fastdyn._backends`.
 from ._backends import available_backends, backend_status, build_status, why_unavailable
 from . import fused, models
 from .models import FCNet, OneHidden
+from .ntk import NTKInfo, ntk
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,6 @@ __all__ = [
     "models",
     "FCNet",
     "OneHidden",
+    "ntk",
+    "NTKInfo",
 ]

@@ -99,10 +99,15 @@ def check_vector(name: str, tensor: torch.Tensor, length: int | None = None) -> 
     check_finite(name, tensor)
 
 
+_FINITE_CHUNK = 1 << 22  # elements checked at a time, so a check never allocates more than a few MB
+
+
 def check_finite(name: str, tensor: torch.Tensor) -> None:
     """Raise ValueError when ``tensor`` holds NaN or Inf."""
-    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{name} contains NaN or Inf")
+    flat = tensor.reshape(-1)
+    for start in range(0, flat.numel(), _FINITE_CHUNK):
+        if not bool(torch.isfinite(flat[start:start + _FINITE_CHUNK]).all()):
+            raise ValueError(f"{name} contains NaN or Inf")
 
 
 def match_parameters(what: str, params: dict[str, torch.Tensor], like: ArrayKind) -> list[torch.Tensor]:
