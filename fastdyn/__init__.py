@@ -3,7 +3,7 @@
 Backends: see :func:`available_backends` and :mod:`fastdyn._backends`.
 """
 from ._backends import available_backends, backend_status, build_status, why_unavailable
-from . import fused, models
+from . import fused, kinks, models
 from .models import FCNet, OneHidden
 from .ntk import NTKInfo, ntk
 
@@ -15,6 +15,7 @@ __all__ = [
     "build_status",
     "why_unavailable",
     "fused",
+    "kinks",
     "models",
     "FCNet",
     "OneHidden",
