@@ -42,16 +42,15 @@ def config(quick: bool) -> dict:
         "depth": 3, "branching": 2, "n_features": 2000 if quick else 10_000, "flip": 0.15, "seed": 0,
         "hidden": 30,
         # lr on the mean over all P * n_f squared errors. GD is stable for 2 s_1/tau < 2, i.e. lr < P n_f / (2 s_1)
-        # (~256 for n_f = 10^4, s_1 ~ 156); quick (n_f = 2000) keeps tau = 400 epochs with lr 20.
-        "lr": 20.0 if quick else 100.0,
+        # (~256 for n_f = 10^4, s_1 ~ 156). Quick (n_f = 2000): lr 45 keeps s_1/tau, so the same learning times.
+        "lr": 45.0 if quick else 100.0,
         "gammas": [1e-12, 1.0, 10.0],
-        "epochs": 300 if quick else 250,
+        "epochs": 250,
         "steps_per_epoch": 2 if quick else 4,
-        "gamma_two_hidden": 0.3,
+        "gamma_two_hidden": 0.05,
         "epochs_two_hidden": 0 if quick else 400,
-        "epochs_shallow": 1200 if quick else 2000,
+        "epochs_shallow": 1000 if quick else 2000,
         "gradient_descent": True,
-        "rsm_columns": 6,
     }
 
 
@@ -336,11 +335,11 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     stage_times = {name: stages(r.times, r.loss) for name, r in runs.items()}
 
     _save_arrays(out, runs, s, u, v, tau)
-    from fastdyn.experiments import _deep_linear_plots as plots
+    from fastdyn.experiments import _deep_linear_plots as plots  # matplotlib only when figures are drawn
     plots.modes(out / "modes.png", runs, s, tau, tables["one hidden"], small)
     plots.loss(out / "loss.png", runs, stage_times)
     plots.depth(out / "depth.png", runs, s, small)
-    plots.rsm(out / "rsm.png", runs, config["gammas"], data.item_names, stage_times[small], config["rsm_columns"])
+    plots.rsm(out / "rsm.png", runs, config["gammas"], data.item_names, stage_times[small], config["epochs"])
     plots.illusory(out / "illusory.png", runs, small, data, feature, exception, s, u, v, tau,
                    [row["a0"] for row in tables["one hidden"]])
     plots.dataset(out / "data.png", data, s, v)
