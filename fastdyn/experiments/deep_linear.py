@@ -15,13 +15,14 @@ a = u^T W v the balanced, decoupled solution (Saxe et al.) is
     any depth D:       tau da/dt = D a^{2 - 2/D} (s - a)    (D = 1: shallow, a(t) = s + (a0 - s) e^{-t/tau}).
 From small random weights the early phase is linear and exact: b = W1 v and c = W2^T u obey tau db/dt = s c,
 tau dc/dt = s b, so a = b.c = |g|^2 e^{2st/tau} - |h|^2 e^{-2st/tau} with g = (b0 + c0)/2, h = (b0 - c0)/2; the
-effective initial strength of the logistic is therefore a0 = |g|^2 (computed from the initial weights, no fit).
+effective initial strength of the logistic is a0 = |g|^2 (from the initial weights, no fit); for later modes the
+part of g along the hidden vectors of modes learned before decays, hence the orthogonalised a0 of effective_a0.
 Half-learning time t_1/2 = tau/(2s) ln(s/a0 - 1); rise time from 10% to 90% of s, independent of a0,
 tau/(D s^{2-2/D}) int_0.1^0.9 dx / (x^{2-2/D} (1 - x))  (= tau ln 81 / (2s) for D = 2, tau ln 9 for D = 1).
 
 The flow is integrated with classical RK4 (``steps_per_epoch`` steps per epoch) in fp64 with the gradient in closed
 matrix form, exactly reduced to the r-dimensional output subspace the targets span (:class:`ReducedProblem`), so a
-run costs the same for 10^4 features as for 10 (numpy: these matrices are at most 30 x 30; the plain-torch autograd
+step costs the same for 10^4 features as for 10 (numpy: these matrices are at most 30 x 30; the plain-torch autograd
 reference in :mod:`fastdyn.reference.deep_linear` checks it). The published protocol (plain gradient descent, lr 100,
 250 epochs) is run beside the flow for comparison.
 """
@@ -254,7 +255,7 @@ def crossing_time(t: np.ndarray, a: np.ndarray, level: float) -> float:
 
 def window_error(t: np.ndarray, measured: np.ndarray, predicted: np.ndarray, s: float,
                  low: float = 0.1, high: float = 0.9) -> float:
-    """RMS of (measured - predicted) / predicted over the learning window: the times where low*s <= measured <= high*s."""
+    """RMS of (measured - predicted) / predicted over the window of times where low s <= measured <= high s."""
     inside = (measured >= low * s) & (measured <= high * s)
     if not inside.any():
         return float("nan")
@@ -332,7 +333,8 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     runs["shallow"] = train(init_weights([widths[0], widths[2]], config["gammas"][0], rng), data, lr=lr,
                             epochs=config["epochs_shallow"], dt=4 * dt, method="rk4", u=u, v=v, feature=feature)
 
-    tables = {"one hidden": mode_table(runs[small], s, u, v, tau, 2), "shallow": mode_table(runs["shallow"], s, u, v, tau, 1)}
+    tables = {"one hidden": mode_table(runs[small], s, u, v, tau, 2),
+              "shallow": mode_table(runs["shallow"], s, u, v, tau, 1)}
     if "two hidden" in runs:
         tables["two hidden"] = mode_table(runs["two hidden"], s, u, v, tau, 3)
     stage_times = {name: stages(r.times, r.loss) for name, r in runs.items()}
@@ -374,6 +376,7 @@ def _save_arrays(out: Path, runs: dict, s, u, v, tau) -> None:
     arrays = {"s": s, "v": v, "tau": np.array(tau)}
     for name, r in runs.items():
         key = name.replace(" ", "_").replace("=", "")
-        arrays.update({f"{key}/times": r.times, f"{key}/loss": r.loss, f"{key}/modes": r.modes,
-                       f"{key}/feature": r.feature})
+        keep = slice(None, None, max(1, len(r.times) // 500))   # at most ~500 samples per curve
+        arrays.update({f"{key}/times": r.times[keep], f"{key}/loss": r.loss[keep], f"{key}/modes": r.modes[keep],
+                       f"{key}/feature": r.feature[keep]})
     np.savez_compressed(out / "trajectories.npz", **arrays)
