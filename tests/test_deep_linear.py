@@ -113,11 +113,18 @@ def test_reduced_integrator_matches_torch_autograd(widths, method, dt):
     assert np.allclose(run.modes, modes, rtol=0, atol=1e-9)
 
 
-def test_train_rejects_bad_method(data, svd):
+def test_train_rejects_bad_input(data, svd):
     u, _, v = svd
+    weights = dl.init_weights([8, N_FEATURES], 1.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="method"):
-        dl.train(dl.init_weights([8, N_FEATURES], 1.0, np.random.default_rng(0)), data, lr=1.0, epochs=1, dt=1.0,
-                 method="euler", u=u, v=v, feature=0)
+        dl.train(weights, data, lr=1.0, epochs=1, dt=1.0, method="euler", u=u, v=v, feature=0)
+    with pytest.raises(ValueError, match="chain"):
+        dl.train(dl.init_weights([8, 5, 7, N_FEATURES], 1.0, np.random.default_rng(0))[::2], data, lr=1.0, epochs=1,
+                 dt=1.0, method="gd", u=u, v=v, feature=0)
+    with pytest.raises(ValueError, match="feature"):
+        dl.train(weights, data, lr=1.0, epochs=1, dt=1.0, method="gd", u=u, v=v, feature=N_FEATURES)
+    with pytest.raises(ValueError, match="column space"):
+        dl.train(weights, data, lr=1.0, epochs=1, dt=1.0, method="gd", u=u[:, :4], v=v[:, :4], feature=0)
 
 
 # ------------------------------------------------------------------------------------------------ theory

@@ -148,7 +148,16 @@ def train(weights: list[np.ndarray], data: HierarchicalData, *, lr: float, epoch
     """
     if method not in ("rk4", "gd"):
         raise ValueError(f"method must be 'rk4' or 'gd', got {method!r}")
+    if not dt > 0 or not epochs >= 0:
+        raise ValueError(f"need dt > 0 and epochs >= 0, got dt={dt!r}, epochs={epochs!r}")
     x, y = data.inputs, data.targets
+    shapes = [np.shape(w) for w in weights]
+    chained = all(len(a) == 2 for a in shapes) and all(a[0] == b[1] for a, b in zip(shapes[:-1], shapes[1:]))
+    if not shapes or not chained or shapes[0][1] != x.shape[1] or shapes[-1][0] != y.shape[1]:
+        raise ValueError(f"weights must chain ({x.shape[1]} inputs) -> ... -> ({y.shape[1]} outputs) as "
+                         f"[(h1, {x.shape[1]}), (h2, h1), ..., ({y.shape[1]}, hL)], got shapes {shapes}")
+    if not 0 <= feature < y.shape[1]:
+        raise ValueError(f"feature must index one of the {y.shape[1]} features, got {feature}")
     xx = x.T @ x
     m = y.T @ x
     fit = u.T @ m @ np.linalg.inv(xx)
