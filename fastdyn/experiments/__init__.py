@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 REGISTRY: dict[str, str] = {
+    "deep-linear": "fastdyn.experiments.deep_linear",
 }
 
 
