@@ -25,8 +25,8 @@ Dynamics:
   point crosses a kink or the margin, and flow can slide along such a kink. A jump does not scale like dt^2: if
   the retried step's dgrad fell by less than half (the jump is crossed anyway) it is accepted (max_dout still
   bounds it), and after a retry whose dgrad did not fall like dt^2 (20x to 1000x) the step size is restored.
-  Flow sliding along a kink still produces a jump at almost every step: below 1e-4 times the largest step
-  accepted so far the gradient test is waived, so dt cannot shrink without end (Zeno); only max_dout, NaN/Inf
+  Flow sliding along a kink still produces a jump at almost every step: below ``waive_below`` (1e-2) times the
+  largest step accepted so far the gradient test is waived, so dt cannot shrink without end (Zeno); only max_dout, NaN/Inf
   and min_dt apply there. For ReLU networks of modest size max_dgrad ~ 1e-2 keeps such jumps rare.
 * ``"sgd"``: minibatch SGD (``lr``, ``batch_size``, ``momentum``) on the same loss with the batch mean in place
   of 1/p; time t = step * lr.
@@ -294,6 +294,7 @@ def train(
     max_dout: float = 0.1,
     max_dgrad: float = 1e-4,
     min_dt: float = 1e-30,
+    waive_below: float = 1e-2,
     lr: float = 0.1,
     batch_size: int | None = None,
     momentum: float = 0.0,
@@ -323,6 +324,7 @@ def train(
         max_time, max_steps, max_wall: stop at this time t, number of accepted steps, or wall-clock seconds.
         min_loss: stop once the training loss L <= min_loss (hinge: also once every margin F y >= 1).
         dt, max_dout, max_dgrad, min_dt: flow: initial step, output and gradient-change bounds, smallest step.
+        waive_below: flow: the gradient test is waived for steps below this fraction of the largest step so far.
         lr, batch_size, momentum, seed: sgd (batch_size None = full batch; seed drives batch sampling).
         snapshot_times: increasing times at which to snapshot; default log-spaced, ``snapshots_per_decade``
             per decade from the first step's time on. A snapshot is also taken at t = 0 and at the end.
@@ -352,6 +354,8 @@ def train(
     for name, value in (("dt", dt), ("lr", lr), ("max_dout", max_dout), ("max_dgrad", max_dgrad)):
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
+    if not 0 <= waive_below < 1:
+        raise ValueError(f"waive_below must be in [0, 1), got {waive_below}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     if int(max_steps) < 0:
@@ -397,7 +401,8 @@ def train(
                   min_loss=float(min_loss))
     if run.stop_reason is None:
         if dynamics == "flow":
-            run.flow(**limits, max_dout=max_dout, max_dgrad=max_dgrad, min_dt=min_dt, callback=callback)
+            run.flow(**limits, max_dout=max_dout, max_dgrad=max_dgrad, min_dt=min_dt, waive_below=waive_below,
+                     callback=callback)
         else:
             run.sgd(**limits, lr=float(lr), batch_size=int(batch_size), callback=callback)
     return run.result()
@@ -525,7 +530,7 @@ class _Run:
             self.timings["checkpoint"] += time.perf_counter() - now
 
     # ---- gradient flow
-    def flow(self, *, max_time, max_steps, max_wall, min_loss, max_dout, max_dgrad, min_dt, callback):
+    def flow(self, *, max_time, max_steps, max_wall, min_loss, max_dout, max_dgrad, min_dt, waive_below, callback):
         problem = self.problem
         if self.out is None:
             self.out, self.loss_value, self.grads = problem.objective(problem.x, problem.y, problem.f0)
@@ -553,7 +558,7 @@ class _Run:
                 # accept and keep the earlier step size, or flow sliding along a kink would shrink dt without end.
                 crossed = dgrad > 0.5 * rejected_dgrad
                 smooth = 1e-3 * rejected_dgrad <= dgrad <= 0.05 * rejected_dgrad
-                waived = step <= 1e-4 * self.dt_max  # see the module docstring: no Zeno collapse of dt
+                waived = step <= waive_below * self.dt_max  # module docstring: no Zeno collapse of dt
                 if finite and dout < max_dout and (dgrad < max_dgrad or crossed or waived):
                     if rejected_dgrad < math.inf and not smooth:
                         self.dt = dt_tried

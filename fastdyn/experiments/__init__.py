@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 REGISTRY: dict[str, str] = {
+    "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
 }
 
 
