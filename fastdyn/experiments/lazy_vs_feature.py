@@ -21,10 +21,10 @@ def config(quick: bool) -> dict:
     if quick:
         return dict(p=128, p_test=1000, d=5, h=256, alphas=[0.01, 100.0], seed=0, dtype="float64",
                     max_steps=4000, max_wall=120.0, max_dgrad=0.1, max_dout=0.1, grid=61, device="cpu",
-                    backend="auto")
+                    backend="auto", threads=1)
     return dict(p=1000, p_test=10000, d=10, h=10000, alphas=[1e-3, 1e3], seed=0, dtype="float64",
                 max_steps=200000, max_wall=3600.0, max_dgrad=1e-4, max_dout=0.1, grid=121, device="cpu",
-                backend="auto")
+                backend="auto", threads=0)
 
 
 def validate(config: dict) -> None:
@@ -35,16 +35,28 @@ def validate(config: dict) -> None:
         raise ValueError(f"config 'd' must be >= 2 for the (x_1, x_2) pictures, got {config['d']}")
     if not config["alphas"] or any(not a > 0 for a in config["alphas"]):
         raise ValueError(f"config 'alphas' must be positive numbers, got {config['alphas']}")
+    if config["threads"] < 0:
+        raise ValueError(f"config 'threads' must be >= 0 (0: torch's setting), got {config['threads']}")
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"config 'dtype' must be 'float32' or 'float64', got {config['dtype']!r}")
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
+    validate(config)
+    threads = torch.get_num_threads()
+    if config["threads"] > 0:  # small problems run fastest on one thread (no OpenMP start-up per step)
+        torch.set_num_threads(config["threads"])
+    try:
+        return _run(config, out, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: dict, out: Path, progress: bool) -> dict:
     import fastdyn
     from fastdyn import data, kinks
     from fastdyn.train import train
 
-    validate(config)
     device = torch.device(config["device"])
     dtype = getattr(torch, config["dtype"])
     x, y, x_test, y_test = data.stripe(config["p"], config["d"], p_test=config["p_test"], seed=config["seed"],
