@@ -336,7 +336,8 @@ def train(
         backend: backend of the fused kernels ("auto", "cpu", "numba", "torch", "cuda").
         checkpoint: file to save the full run state to every ``checkpoint_every`` steps and/or
             ``checkpoint_seconds`` seconds and at the end; with ``resume=True`` an existing checkpoint of the same
-            problem is continued (a finished one is returned as it is).
+            problem is continued (one that stopped at a limit continues if the limit was raised, else it is
+            returned as it is; one stopped by NaN/Inf is returned as it is).
 
     Returns:
         :class:`TrainResult`.
@@ -399,7 +400,7 @@ def train(
         run.load()
     limits = dict(max_time=float(max_time), max_steps=int(max_steps), max_wall=float(max_wall),
                   min_loss=float(min_loss))
-    if run.stop_reason is None:
+    if run.stop_reason is None:  # (a resumed NaN/Inf stop stays stopped)
         if dynamics == "flow":
             run.flow(**limits, max_dout=max_dout, max_dgrad=max_dgrad, min_dt=min_dt, waive_below=waive_below,
                      callback=callback)
@@ -473,6 +474,7 @@ class _Run:
             return due
         if self.first_time is None:  # the log grid starts at the first step's time
             self.first_time = self.t if self.t > 0 else None
+            self.next_snapshot = 1
             return self.first_time is not None
         due = False
         while self.t >= self.first_time * 10 ** (self.next_snapshot / self.per_decade):
@@ -704,6 +706,8 @@ class _Run:
                     "first_time", "stop_reason", "message", "wall", "timings"):
             setattr(self, key, state[key])
         self.generator.set_state(state["generator"])
+        if self.stop_reason not in ("nonfinite", "dt_underflow"):
+            self.stop_reason, self.message = None, ""  # the limits are checked again: raising one continues
         self.session_start = time.perf_counter()
         self.last_checkpoint_step, self.last_checkpoint_time = self.step, time.perf_counter()
 
