@@ -191,6 +191,11 @@ class _Evaluator:
             raise ValueError("fused=True needs a fastdyn.models.OneHidden with act='relu' (and fastdyn.fused.gradient); "
                              f"got {type(model).__name__}" + (f" act={model.act!r}" if isinstance(model, OneHidden) else ""))
         self.model, self.fused, self.backend = model, bool(fused), backend
+        if self.fused:  # resolve once; x and the weights are checked by fused.forward at every evaluation
+            from . import _backends
+
+            self.backend = _backends.resolve(backend, model.omega.device, fused_module._SUPPORTED,
+                                             what="fused training")
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("model has no trainable parameters")
@@ -212,7 +217,10 @@ class _Evaluator:
         start = time.perf_counter()
         if self.fused:
             f = fused_module.forward(self.model, x, backend=self.backend)
-            grads = list(fused_module.gradient(self.model, x, g_of_f(f), backend=self.backend))
+            model = self.model
+            grads = list(fused_module.parameter_gradient(x, g_of_f(f).contiguous(), model.omega.detach(),
+                                                         model.b.detach(), model.beta.detach(),
+                                                         model.output_scale, self.backend))
         else:
             with torch.enable_grad():
                 f_graph = _squeeze(self.model(x))
@@ -266,7 +274,7 @@ class _Problem:
 
 
 def _flat_norm(tensors) -> float:
-    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors))
+    return math.sqrt(sum(float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2 for t in tensors))
 
 
 def _unsatisfied(loss: str, F: torch.Tensor, y: torch.Tensor) -> int:
