@@ -13,7 +13,7 @@ import fastdyn
 from fastdyn import data
 from fastdyn.models import FCNet, OneHidden
 from fastdyn.train import LOSSES, _Evaluator, _Problem, train
-from conftest import assert_close
+from conftest import assert_close, requires_cuda
 
 
 @pytest.fixture(autouse=True)
@@ -279,3 +279,33 @@ def test_resume_sgd_continues_the_batch_stream(tmp_path):
     resumed = train(model, x, y, max_steps=60, checkpoint=tmp_path / "c.pt", resume=True, **kwargs)
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
         assert_close(p, q, torch.float64)
+
+
+class _BreaksWhenMoved(torch.nn.Module):
+    """f(x) = w x_1, NaN as soon as w leaves its initial value 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, x):
+        return x[:, 0] * self.w + torch.where(self.w == 1.0, 0.0, math.nan)
+
+
+def test_nan_stops_flow_with_message_and_last_good_state():
+    x, y, _, _ = stripe()
+    result = train(_BreaksWhenMoved(), x, y, loss="mse", min_dt=1e-6, max_steps=100)
+    assert result.stop_reason == "nonfinite" and "NaN/Inf" in result.message
+    assert result.step == 0 and float(result.model.w) == 1.0
+    assert all(bool(torch.isfinite(s.train_out).all()) for s in result.snapshots)
+
+
+@requires_cuda
+def test_cuda_fused_flow_matches_autograd():
+    x, y, _, _ = data.stripe(64, 4, p_test=0, as_torch=True, device="cuda")
+    model = OneHidden(4, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).cuda()
+    slow = train(model, x, y, max_steps=50, fused=False)
+    fast = train(model, x, y, max_steps=50, fused=True)
+    assert fast.fused and fast.step == slow.step
+    for p, q in zip(slow.model.parameters(), fast.model.parameters()):
+        assert_close(q, p, torch.float64)
