@@ -86,7 +86,7 @@ def test_fast_path_gives_the_autograd_trajectory():
     assert slow.step == fast.step == 150
     assert [s.t for s in slow.snapshots] == pytest.approx([s.t for s in fast.snapshots], rel=1e-12)
     for p, q in zip(slow.model.parameters(), fast.model.parameters()):
-        assert_close(q, p, torch.float64)
+        assert_close(q.detach(), p.detach(), torch.float64)
     assert_close(fast.final.test_out, slow.final.test_out, torch.float64)
 
 
@@ -261,7 +261,7 @@ def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
     assert resumed.step == straight.step == 1500
     assert [s.step for s in resumed.snapshots] == [s.step for s in straight.snapshots]
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
-        assert_close(p, q, torch.float64)
+        assert_close(p.detach(), q.detach(), torch.float64)
     assert_close(resumed.final.test_out, straight.final.test_out, torch.float64)
     # A finished checkpoint is returned as it is; another problem is refused.
     again = train(model, x, y, checkpoint=path, resume=True, **kwargs)
@@ -278,7 +278,7 @@ def test_resume_sgd_continues_the_batch_stream(tmp_path):
     train(model, x, y, max_steps=25, checkpoint=tmp_path / "c.pt", **kwargs)
     resumed = train(model, x, y, max_steps=60, checkpoint=tmp_path / "c.pt", resume=True, **kwargs)
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
-        assert_close(p, q, torch.float64)
+        assert_close(p.detach(), q.detach(), torch.float64)
 
 
 class _BreaksWhenMoved(torch.nn.Module):
@@ -308,4 +308,12 @@ def test_cuda_fused_flow_matches_autograd():
     fast = train(model, x, y, max_steps=50, fused=True)
     assert fast.fused and fast.step == slow.step
     for p, q in zip(slow.model.parameters(), fast.model.parameters()):
-        assert_close(q, p, torch.float64)
+        assert_close(q.detach(), p.detach(), torch.float64)
+
+
+def test_output_shape_must_fit_the_loss():
+    x, y, _, _ = stripe()
+    with pytest.raises(ValueError, match="one output per point"):
+        train(FCNet([3, 4, 2], dtype=torch.float64), x, y)
+    with pytest.raises(ValueError, match=r"\(N, C\) with C >= 2"):
+        train(FCNet([3, 4, 1], dtype=torch.float64), x, (y > 0).long(), loss="cross_entropy")
