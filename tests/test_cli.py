@@ -54,6 +54,7 @@ def test_run_writes_the_promised_files(tmp_path, capsys):
     (["--set", "p=0"], "'p' must be >= 1"),
     (["--set", "alphas=0,1"], "'alphas' must be positive"),
     (["--set", "nokey"], "expected key=value"),
+    *([(["--device", "cuda"], "no CUDA GPU")] if not torch.cuda.is_available() else []),
 ])
 def test_bad_configs_are_clear_errors(tmp_path, capsys, args, message):
     assert main(["run", "lazy-vs-feature", "--quick", "--out", str(tmp_path), "--no-progress", *args]) == 2
