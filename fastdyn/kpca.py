@@ -43,7 +43,8 @@ _SOLVERS = ("auto", "full", "topk", "subspace")
 # Relative asymmetry max|K - K^T| / max|K| accepted by default, and subspace residual tolerance, per dtype.
 _SYMMETRY_TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 _SUBSPACE_TOL = {torch.float64: 1e-12, torch.float32: 2e-5}
-_MAX_ITER = 100
+_MAX_ITER = 100  # subspace iteration steps (torch)
+_MAX_PRODUCTS = 200  # block products with K (cpu block Krylov)
 _SYMMETRY_CHUNK = 1 << 22  # entries compared per step, so the check never copies the whole matrix
 
 
@@ -117,9 +118,10 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
         iterations = torch.zeros(batch, dtype=torch.int32)
         threads = torch.get_num_threads()
         if solver == "subspace":
+            block, steps = _krylov_shape(k, n)
             getattr(core, f"kpca_subspace_{suffix(kind.dtype)}")(
-                address(K3), batch, n, k, block, center, tol, _MAX_ITER, seed, address(values), address(rows),
-                address(iterations), threads)
+                address(K3), batch, n, k, block, steps, center, tol, _MAX_PRODUCTS, seed, address(values),
+                address(rows), address(iterations), threads)
         else:
             getattr(core, f"kpca_{solver}_{suffix(kind.dtype)}")(
                 address(K3), batch, n, k, center, address(values), address(rows), threads)
@@ -208,6 +210,14 @@ def _choose_solver(solver: str, backend: str, k: int, n: int) -> str:
     if 10 * (2 * k + 10) <= n:
         return "subspace"
     return "topk" if backend == "cpu" else "full"
+
+
+def _krylov_shape(k: int, n: int) -> tuple[int, int]:
+    """Block size (k + 10, at most N/2) and blocks per Krylov cycle (4, fewer when 4 blocks exceed N)."""
+    block = min(k + 10, n // 2)
+    if block < k:
+        raise ValueError(f"solver='subspace' needs N >= 2k (got N = {n}, k = {k}); use 'topk' or 'full'")
+    return block, min(4, n // block)
 
 
 def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:
