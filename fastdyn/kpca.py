@@ -16,9 +16,12 @@ Conventions
   y - mean(y) in the projections and alignment.
 
 Solvers (recorded in the result): "full" (all pairs: LAPACK syevd on "cpu", torch.linalg.eigh on "torch"),
-"topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (block subspace
-iteration with Rayleigh-Ritz, whose work is GEMMs and whose memory is ~4 (2k+10) N besides K; it assumes K is
-positive semi-definite, as Gram matrices are, and falls back to a direct solver otherwise or when not converged).
+"topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (iterative,
+whose work is GEMMs with K and which never copies K; on "cpu" a restarted block Krylov method -- block Lanczos with
+full reorthogonalisation, blocks of k+10 vectors, 4 blocks per cycle, memory ~ 16 (k+10) N besides K; on "torch"
+block subspace iteration on 2k+10 vectors). It stops when every top-k Ritz pair has ||K v - theta v|| <= tol *
+|theta_max|; it assumes K is positive semi-definite, as Gram matrices are, and falls back to a direct solver
+(``iterations = -1``) when it sees a large negative eigenvalue or does not converge).
 ``solver="auto"`` takes "full" when k > N/2, "subspace" when its block 2k+10 is at most N/10, else "topk"
 ("full" on the torch backend).
 
@@ -61,7 +64,8 @@ class KernelPCA:
         backend: backend that ran ("cpu" or "torch").
         solver: "full", "topk" or "subspace".
         centered: whether H K H was decomposed.
-        iterations: (...) int32 subspace steps per matrix (-1: fell back to a direct solver), or None.
+        iterations: (...) int32 per matrix for solver "subspace" (products with K on "cpu", subspace steps on
+            "torch"; -1: fell back to a direct solver), else None.
     """
 
     eigenvalues: Any
