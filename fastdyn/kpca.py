@@ -48,7 +48,7 @@ _SYMMETRY_TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 _SUBSPACE_TOL = {torch.float64: 1e-12, torch.float32: 2e-5}
 _MAX_ITER = 100  # subspace iteration steps (torch)
 _MAX_PRODUCTS = 200  # block products with K (cpu block Krylov)
-_SYMMETRY_CHUNK = 1 << 22  # entries compared per step, so the check never copies the whole matrix
+_SYMMETRY_TILE = 1024  # the symmetry check compares tiles, so it never copies the whole matrix
 
 
 @dataclass(frozen=True)
@@ -156,20 +156,37 @@ def _check_kernel(K: torch.Tensor, symmetry_tol: float | None) -> torch.Tensor:
     K3 = K if K.ndim == 3 else K.unsqueeze(0)
     tol = _SYMMETRY_TOL[K.dtype] if symmetry_tol is None else float(symmetry_tol)
     n = K3.shape[-1]
-    step = max(1, _SYMMETRY_CHUNK // n)
-    for b in range(K3.shape[0]):
+    if K3.device.type == "cpu" and _backends.why_unavailable("cpu") is None:
+        stats = torch.empty(K3.shape[0], 3, dtype=torch.float64)
+        getattr(_backends.module("cpu"), f"kpca_check_{suffix(K.dtype)}")(
+            address(K3), K3.shape[0], n, address(stats), torch.get_num_threads())
+    else:
+        stats = torch.stack([_tile_stats(K3[b]) for b in range(K3.shape[0])])
+    for b, (scale, worst, bad) in enumerate(stats.tolist()):
         where = f"K[{b}]" if K.ndim == 3 else "K"
-        worst = scale = 0.0
-        for start in range(0, n, step):  # row blocks, so no temporary as large as K
-            rows = K3[b, start:start + step]
-            check_finite(where, rows)
-            scale = max(scale, float(rows.abs().amax()))
-            worst = max(worst, float((rows - K3[b, :, start:start + step].T).abs().amax()))
+        if bad:
+            raise ValueError(f"{where} contains NaN or Inf")
         if worst > tol * scale:
             raise ValueError(
                 f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
                 "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
     return K3
+
+
+def _tile_stats(K: torch.Tensor) -> torch.Tensor:
+    """(max|K|, max|K - K^T|, has NaN/Inf) of one (N, N) matrix by square tiles (i <= j) against their mirror,
+    so no temporary is larger than a tile (the torch path, e.g. for CUDA tensors)."""
+    n = K.shape[-1]
+    largest = asymmetry = 0.0
+    bad = False
+    for i in range(0, n, _SYMMETRY_TILE):
+        for j in range(i, n, _SYMMETRY_TILE):
+            upper = K[i:i + _SYMMETRY_TILE, j:j + _SYMMETRY_TILE]
+            lower = K[j:j + _SYMMETRY_TILE, i:i + _SYMMETRY_TILE]
+            bad |= not bool(torch.isfinite(upper).all() & torch.isfinite(lower).all())
+            largest = max(largest, float(upper.abs().amax()), float(lower.abs().amax()))
+            asymmetry = max(asymmetry, float((upper - lower.T).abs().amax()))
+    return torch.tensor([largest, asymmetry, float(bad)], dtype=torch.float64)
 
 
 def _check_k(k: int | None, n: int) -> int:

@@ -218,8 +218,41 @@ int solve_subspace(const T* k, long n, long top, long block, long steps, bool ce
   return solve_topk(k, n, top, centre, w, v);
 }
 
+// out[b] = (max |K[b]|, max |K[b] - K[b]^T|, 1 if K[b] holds NaN/Inf else 0), in one tiled pass over each matrix.
+template <typename T>
+void check_kernels(const T* k, long batch, long n, double* out, int n_threads) {
+  use_threads(n_threads);
+  constexpr long kTile = 64;
+  const long tiles = (n + kTile - 1) / kTile;
+  for (long b = 0; b < batch; ++b) {
+    const T* kb = k + b * n * n;
+    double largest = 0.0, asymmetry = 0.0;
+    int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(max : largest, asymmetry, bad)
+    for (long ti = 0; ti < tiles; ++ti)
+      for (long tj = ti; tj < tiles; ++tj)
+        for (long r = ti * kTile; r < std::min(n, (ti + 1) * kTile); ++r)
+          for (long c = tj * kTile; c < std::min(n, (tj + 1) * kTile); ++c) {
+            const double upper = kb[r * n + c], lower = kb[c * n + r];
+            bad = std::max(bad, static_cast<int>(!std::isfinite(upper) || !std::isfinite(lower)));
+            largest = std::max(largest, std::max(std::abs(upper), std::abs(lower)));
+            asymmetry = std::max(asymmetry, std::abs(upper - lower));
+          }
+    out[3 * b] = largest;
+    out[3 * b + 1] = asymmetry;
+    out[3 * b + 2] = bad;
+  }
+}
+
 template <typename T>
 void bind_solvers(pybind11::module_& m, const std::string& suffix) {
+  m.def(
+      ("kpca_check_" + suffix).c_str(),
+      [](std::uintptr_t k, long batch, long n, std::uintptr_t out, int n_threads) {
+        pybind11::gil_scoped_release release;
+        check_kernels<T>(ptr<const T>(k), batch, n, ptr<double>(out), n_threads);
+      },
+      "Per matrix of K (B, N, N): out (B, 3) float64 = (max|K|, max|K - K^T|, has NaN/Inf).");
   m.def(
       ("kpca_full_" + suffix).c_str(),
       [](std::uintptr_t k, long batch, long n, long top, bool centre, std::uintptr_t w, std::uintptr_t v,
