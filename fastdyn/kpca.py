@@ -31,6 +31,7 @@ no eigensolver of its own, so there is no "numba" backend.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,12 +107,13 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
     name = _backends.resolve(backend, kind.device, _SUPPORTED, what="kpca")
     solver = _choose_solver(solver, name, k, n)
     tol = _SUBSPACE_TOL[kind.dtype] if tol is None else float(tol)
-    block = min(n, 2 * k + 10)
+    _check_memory(name, solver, batch, n, k, K3.element_size(), kind.device)
 
     if name == "torch":
         from .reference import kpca as torch_kpca
 
         if solver == "subspace":
+            block = min(n, 2 * k + 10)
             values, vectors, iterations = torch_kpca.subspace(K3, k, block, center, tol, _MAX_ITER, seed)
         else:
             values, vectors, iterations = torch_kpca.full(K3, k, center)
@@ -231,6 +233,20 @@ def _choose_solver(solver: str, backend: str, k: int, n: int) -> str:
     if 10 * (2 * k + 10) <= n:
         return "subspace"
     return "topk" if backend == "cpu" else "full"
+
+
+def _check_memory(backend: str, solver: str, batch: int, n: int, k: int, itemsize: int, device) -> None:
+    """Refuse, before allocating, a direct solve whose N x N work copies exceed the free host memory."""
+    if solver == "subspace" or device.type != "cpu":
+        return
+    copies = min(batch, torch.get_num_threads()) if backend == "cpu" else 2 * batch  # torch eigh: input + vectors
+    needed = copies * n * n * itemsize + 2 * batch * n * k * itemsize
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > available:
+        raise MemoryError(
+            f"solver={solver!r} needs about {needed / 2**30:.1f} GiB of work memory (copies of the N x N kernel, "
+            f"N = {n}) but {available / 2**30:.1f} GiB are free; use solver='subspace' (no copy of K) or a "
+            "smaller batch")
 
 
 def _krylov_shape(k: int, n: int) -> tuple[int, int]:

@@ -229,3 +229,12 @@ def test_torch_check_matches_compiled_check():
         stats = torch.empty(2, 3, dtype=torch.float64)
         _backends.module("cpu").kpca_check_f64(K.data_ptr(), 2, n, stats.data_ptr(), 1)
         assert torch.allclose(stats[0], torch.tensor(expected[0], dtype=torch.float64)) and stats[1, 2] == 1.0
+
+
+def test_direct_solver_refuses_what_cannot_fit(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)
+    with pytest.raises(MemoryError, match="GiB"):
+        kpca(ntk_like(30), k=20)
+    assert kpca(ntk_like(200), k=3).solver == "subspace"  # the copy-free solver still runs
