@@ -32,6 +32,15 @@ def dtype(request):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny problems: one thread avoids OpenMP start-up and oversubscription costs per step."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

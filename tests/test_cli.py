@@ -12,12 +12,7 @@ from fastdyn.sweep import parse_grid, points, sweep
 TINY = ["p=40", "p_test=100", "h=24", "max_steps=60", "grid=11"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _set(items):

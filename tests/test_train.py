@@ -16,13 +16,7 @@ from fastdyn.train import LOSSES, _Evaluator, _Problem, train
 from conftest import assert_close, requires_cuda
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These problems are tiny: one thread avoids OpenMP start-up and oversubscription costs per step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stripe(p=40, d=3, dtype=torch.float64, p_test=50, seed=0):
