@@ -1,0 +1,228 @@
+"""Batched kernel PCA of Gram matrices (e.g. NTK snapshots over training) and the label observables of seed 002.
+
+``kpca(K, y)`` eigen-decomposes K = sum_lambda lambda phi_lambda phi_lambda^T (science.md section 3) for one
+(N, N) kernel or a batch (B, N, N), keeping the top k pairs, and measures how the label y spreads over them.
+
+Conventions
+-----------
+* Eigenvalues descending; eigenvectors are unit columns, ``eigenvectors[..., :, j]`` pairs with
+  ``eigenvalues[..., j]``. Sign: each eigenvector's entry of largest magnitude is positive (the first such entry
+  on ties), so results are deterministic across backends and solvers (up to genuinely degenerate eigenvalues,
+  where only the subspace is defined).
+* Label projections omega_lambda^2 = (phi_lambda . y)^2 / ||y||^2. For labels +-1, ||y||^2 = p (the number of
+  points), which is the seed's normalisation (1/p)(phi . y)^2 with unit phi; the projections over all N
+  eigenvectors sum to 1 for any y. ``cumulative[..., r-1]`` is the label power in the top r components.
+* ``center=True`` decomposes H K H (H = I - 11^T/N, classic kernel PCA) and uses the centred label
+  y - mean(y) in the projections and alignment.
+
+Solvers (recorded in the result): "full" (all pairs: LAPACK syevd on "cpu", torch.linalg.eigh on "torch"),
+"topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (block subspace
+iteration with Rayleigh-Ritz, whose work is GEMMs and whose memory is ~4 (2k+10) N besides K; it assumes K is
+positive semi-definite, as Gram matrices are, and falls back to a direct solver otherwise or when not converged).
+``solver="auto"`` takes "full" when k > N/2, "subspace" when its block 2k+10 is at most N/10, else "topk"
+("full" on the torch backend).
+
+Backends: "cpu" (compiled C++, OpenMP over the batch calling OpenBLAS's LAPACK) and "torch" (batched torch.linalg,
+on CPU or CUDA tensors). There is no CUDA kernel: CUDA tensors run on "torch" (cuSOLVER through torch). Numba has
+no eigensolver of its own, so there is no "numba" backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _backends
+from ._arrays import ArrayKind, address, as_tensors, check_finite, suffix
+from .observables import _alignment
+
+_SUPPORTED = ("cpu", "torch")
+_SOLVERS = ("auto", "full", "topk", "subspace")
+# Relative asymmetry max|K - K^T| / max|K| accepted by default, and subspace residual tolerance, per dtype.
+_SYMMETRY_TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+_SUBSPACE_TOL = {torch.float64: 1e-12, torch.float32: 2e-5}
+_MAX_ITER = 100
+_SYMMETRY_CHUNK = 1 << 22  # entries compared per step, so the check never copies the whole matrix
+
+
+@dataclass(frozen=True)
+class KernelPCA:
+    """Result of :func:`kpca`; arrays are numpy when K was numpy, else tensors on K's device.
+
+    Attributes:
+        eigenvalues: (..., k) descending.
+        eigenvectors: (..., N, k) unit columns, largest-magnitude entry positive.
+        projections: (..., k) omega_lambda^2 = (phi_lambda . y)^2 / ||y||^2, or None without y.
+        cumulative: (..., k) cumulative sum of ``projections``, or None.
+        alignment: (...) kernel-target alignment y^T K y / (||y||^2 ||K||_F), or None.
+        backend: backend that ran ("cpu" or "torch").
+        solver: "full", "topk" or "subspace".
+        centered: whether H K H was decomposed.
+        iterations: (...) int32 subspace steps per matrix (-1: fell back to a direct solver), or None.
+    """
+
+    eigenvalues: Any
+    eigenvectors: Any
+    projections: Any
+    cumulative: Any
+    alignment: Any
+    backend: str
+    solver: str
+    centered: bool
+    iterations: Any = None
+
+
+def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str = "auto", solver: str = "auto",
+         tol: float | None = None, symmetry_tol: float | None = None, seed: int = 0) -> KernelPCA:
+    """Top-k kernel PCA of one symmetric kernel (N, N) or a batch (B, N, N).
+
+    Args:
+        K: symmetric Gram matrix or batch of them (numpy or torch, float32/float64, CPU or CUDA).
+        y: optional labels/targets (N,) shared by the batch or (B, N), any real dtype.
+        k: number of eigenpairs (1..N); None means all N.
+        center: decompose the doubly-centred kernel H K H (classic kernel PCA).
+        backend: "auto", "cpu" or "torch" (CUDA tensors use "torch").
+        solver: "auto", "full", "topk" ("cpu" only) or "subspace".
+        tol: subspace residual tolerance ||K v - theta v|| <= tol * |theta_max| (default 1e-12 fp64, 2e-5 fp32).
+        symmetry_tol: accepted max|K - K^T| / max|K| (default 1e-8 fp64, 1e-4 fp32).
+        seed: seed of the subspace solver's random start.
+
+    Returns:
+        :class:`KernelPCA`.
+    """
+    (K_t,), kind = as_tensors(K=K)
+    batched = K_t.ndim == 3
+    K3 = _check_kernel(K_t, symmetry_tol)
+    batch, n = K3.shape[0], K3.shape[1]
+    k = _check_k(k, n)
+    y3 = None if y is None else _check_labels(y, K3, batched)
+    name = _backends.resolve(backend, kind.device, _SUPPORTED, what="kpca")
+    solver = _choose_solver(solver, name, k, n)
+    tol = _SUBSPACE_TOL[kind.dtype] if tol is None else float(tol)
+    block = min(n, 2 * k + 10)
+
+    if name == "torch":
+        from .reference import kpca as torch_kpca
+
+        if solver == "subspace":
+            values, vectors, iterations = torch_kpca.subspace(K3, k, block, center, tol, _MAX_ITER, seed)
+        else:
+            values, vectors, iterations = torch_kpca.full(K3, k, center)
+    else:
+        core = _backends.module("cpu")
+        values = torch.empty(batch, k, dtype=kind.dtype)
+        rows = torch.empty(batch, k, n, dtype=kind.dtype)  # row j = eigenvector j
+        iterations = torch.zeros(batch, dtype=torch.int32)
+        threads = torch.get_num_threads()
+        if solver == "subspace":
+            getattr(core, f"kpca_subspace_{suffix(kind.dtype)}")(
+                address(K3), batch, n, k, block, center, tol, _MAX_ITER, seed, address(values), address(rows),
+                address(iterations), threads)
+        else:
+            getattr(core, f"kpca_{solver}_{suffix(kind.dtype)}")(
+                address(K3), batch, n, k, center, address(values), address(rows), threads)
+        vectors = rows.transpose(-1, -2).contiguous()
+    vectors = _fix_signs(vectors)
+
+    projections = cumulative = alignment = None
+    if y3 is not None:
+        labels = y3 - y3.mean(dim=-1, keepdim=True) if center else y3
+        norm2 = (labels * labels).sum(dim=-1, keepdim=True)
+        projections = (labels.unsqueeze(-1) * vectors).sum(dim=-2) ** 2 / norm2
+        cumulative = projections.cumsum(dim=-1)
+        alignment = _alignment(K3, y3, center)
+    if solver != "subspace":
+        iterations = None
+    return _result(kind, batched, values, vectors, projections, cumulative, alignment, name, solver, center,
+                   iterations)
+
+
+def _check_kernel(K: torch.Tensor, symmetry_tol: float | None) -> torch.Tensor:
+    """Validate K (N, N) or (B, N, N): square, non-empty, finite, symmetric; return it as (B, N, N)."""
+    if K.ndim not in (2, 3):
+        raise ValueError(f"K must be (N, N) or a batch (B, N, N), got shape {tuple(K.shape)}")
+    if K.shape[-1] != K.shape[-2]:
+        raise ValueError(f"K must be square (N, N), got shape {tuple(K.shape)}")
+    if K.numel() == 0:
+        raise ValueError(f"K is empty (shape {tuple(K.shape)}); give at least one 1 x 1 matrix")
+    check_finite("K", K)
+    K3 = K if K.ndim == 3 else K.unsqueeze(0)
+    tol = _SYMMETRY_TOL[K.dtype] if symmetry_tol is None else float(symmetry_tol)
+    n = K3.shape[-1]
+    step = max(1, _SYMMETRY_CHUNK // n)
+    for b in range(K3.shape[0]):
+        scale = float(K3[b].abs().amax())
+        worst = 0.0
+        for start in range(0, n, step):
+            rows = K3[b, start:start + step]
+            worst = max(worst, float((rows - K3[b, :, start:start + step].T).abs().amax()))
+        if worst > tol * scale:
+            where = f"K[{b}]" if K.ndim == 3 else "K"
+            raise ValueError(
+                f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
+                "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
+    return K3
+
+
+def _check_k(k: int | None, n: int) -> int:
+    if k is None:
+        return n
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int or None, got {type(k).__name__}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and N = {n}, got {k}")
+    return int(k)
+
+
+def _check_labels(y, K3: torch.Tensor, batched: bool) -> torch.Tensor:
+    """Labels as a float tensor (B or 1, N) of K's dtype and device."""
+    if isinstance(y, torch.Tensor):
+        labels = y.detach().to(device=K3.device, dtype=K3.dtype)
+    else:
+        array = np.asarray(y)
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise TypeError(f"y must hold numbers, got dtype {array.dtype}")
+        labels = torch.as_tensor(array.astype(np.float64)).to(device=K3.device, dtype=K3.dtype)
+    batch, n = K3.shape[0], K3.shape[-1]
+    shapes = [(n,)] + ([(batch, n)] if batched else [])
+    if tuple(labels.shape) not in shapes:
+        raise ValueError(f"y must have shape {' or '.join(map(str, shapes))} to match K, got {tuple(labels.shape)}")
+    check_finite("y", labels)
+    labels = labels.reshape(-1, n)
+    if bool((labels.abs().amax(dim=-1) == 0).any()):
+        raise ValueError("y is all zeros; projections and alignment need a non-zero label vector")
+    return labels
+
+
+def _choose_solver(solver: str, backend: str, k: int, n: int) -> str:
+    if solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
+    if solver == "topk" and backend != "cpu":
+        raise ValueError("solver='topk' (LAPACK syevr) runs on backend 'cpu' only; use 'subspace' or 'full'")
+    if solver != "auto":
+        return solver
+    if 2 * k > n:
+        return "full"
+    if 10 * (2 * k + 10) <= n:
+        return "subspace"
+    return "topk" if backend == "cpu" else "full"
+
+
+def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:
+    """Flip each column of (B, N, k) so that its entry of largest magnitude is positive."""
+    largest = vectors.abs().argmax(dim=-2, keepdim=True)
+    signs = torch.sign(torch.gather(vectors, -2, largest))
+    return vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def _result(kind: ArrayKind, batched: bool, values, vectors, projections, cumulative, alignment, backend, solver,
+            center, iterations) -> KernelPCA:
+    def out(x):
+        if x is None:
+            return None
+        return kind.restore(x if batched else x[0])
+
+    return KernelPCA(out(values), out(vectors), out(projections), out(cumulative), out(alignment), backend, solver,
+                     center, out(iterations))
