@@ -1,5 +1,11 @@
 // One-hidden-layer ReLU network forward on the GPU (see csrc/cpu/onehidden.cpp for the maths):
 // one block per point, threads stride over neurons, block reduction of beta_n relu(pre_n).
+// gradient of sum_i g_i f(x_i): one thread per neuron, the points streamed through shared memory in tiles; the
+// point range is split over blockIdx.y when there are too few neurons to fill the GPU, and the partial sums are
+// added with atomics into zeroed outputs. Memory O((h + p) d).
+#include <algorithm>
+#include <stdexcept>
+
 #include "cuda/check.cuh"
 #include "registry.hpp"
 
@@ -32,6 +38,136 @@ __global__ void onehidden_forward_kernel(const T* __restrict__ x, const T* __res
   if (threadIdx.x == 0) out[i] = scale * partial[0];
 }
 
+// Registers hold omega_n / sqrt(d) and the accumulators for d <= MaxD (unrolled, guarded loops keep them out of
+// local memory). MaxD = 0 is the path for larger d: weights read from global memory, the sums of g a x kept in
+// the grad_omega row itself (then gridDim.y must be 1), scaled in place at the end.
+template <typename T, int MaxD>
+__global__ void onehidden_gradient_kernel(const T* __restrict__ x, const T* __restrict__ g,
+                                          const T* __restrict__ omega, const T* __restrict__ b,
+                                          const T* __restrict__ beta, T* __restrict__ grad_omega,
+                                          T* __restrict__ grad_b, T* __restrict__ grad_beta, long p, long d, long h,
+                                          long chunk, int tile_points, T inv_sqrt_d, T scale) {
+  extern __shared__ unsigned char shared_bytes[];
+  T* tile_x = reinterpret_cast<T*>(shared_bytes);  // (tile_points, d)
+  T* tile_g = tile_x + static_cast<long>(tile_points) * d;
+  const long n = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool live = n < h;
+  const long i_begin = static_cast<long>(blockIdx.y) * chunk;
+  const long i_end = min(p, i_begin + chunk);
+
+  T w[MaxD > 0 ? MaxD : 1], acc[MaxD > 0 ? MaxD : 1];
+  T* row = grad_omega + (live ? n : 0) * d;
+  const T bias = live ? b[n] : T(-1);
+  if constexpr (MaxD > 0) {
+#pragma unroll
+    for (int k = 0; k < MaxD; ++k) {
+      w[k] = (live && k < d) ? omega[n * d + k] * inv_sqrt_d : T(0);
+      acc[k] = T(0);
+    }
+  } else if (live) {
+    for (long k = 0; k < d; ++k) row[k] = T(0);
+  }
+  T acc_b = 0, acc_beta = 0;
+  for (long t0 = i_begin; t0 < i_end; t0 += tile_points) {
+    const long count = min(static_cast<long>(tile_points), i_end - t0);
+    __syncthreads();
+    for (long e = threadIdx.x; e < count * d; e += blockDim.x) tile_x[e] = x[t0 * d + e];
+    for (long e = threadIdx.x; e < count; e += blockDim.x) tile_g[e] = g[t0 + e];
+    __syncthreads();
+    if (!live) continue;
+    for (long i = 0; i < count; ++i) {
+      const T* xi = tile_x + i * d;
+      T pre = bias;
+      if constexpr (MaxD > 0) {
+#pragma unroll
+        for (int k = 0; k < MaxD; ++k)
+          if (k < d) pre += w[k] * xi[k];
+      } else {
+        for (long k = 0; k < d; ++k) pre += omega[n * d + k] * inv_sqrt_d * xi[k];
+      }
+      if (pre > T(0)) {
+        const T gi = tile_g[i];
+        if constexpr (MaxD > 0) {
+#pragma unroll
+          for (int k = 0; k < MaxD; ++k)
+            if (k < d) acc[k] += gi * xi[k];
+        } else {
+          for (long k = 0; k < d; ++k) row[k] += gi * xi[k];
+        }
+        acc_b += gi;
+        acc_beta += gi * pre;
+      }
+    }
+  }
+  if (!live) return;
+  const T weight = scale * beta[n];
+  if constexpr (MaxD > 0) {
+#pragma unroll
+    for (int k = 0; k < MaxD; ++k)
+      if (k < d) atomicAdd(row + k, weight * inv_sqrt_d * acc[k]);
+    atomicAdd(grad_b + n, weight * acc_b);
+    atomicAdd(grad_beta + n, scale * acc_beta);
+  } else {
+    for (long k = 0; k < d; ++k) row[k] *= weight * inv_sqrt_d;
+    grad_b[n] = weight * acc_b;
+    grad_beta[n] = scale * acc_beta;
+  }
+}
+
+constexpr int kGradientThreads = 128;
+constexpr long kTargetThreads = 1L << 17;  // split the points until about this many threads run
+constexpr long kSharedBytes = 32 * 1024;
+
+template <typename T, int MaxD>
+void launch_gradient(const T* x, const T* g, const T* omega, const T* b, const T* beta, T* grad_omega, T* grad_b,
+                     T* grad_beta, long p, long d, long h, T inv_sqrt_d, T scale, cudaStream_t stream) {
+  const int tile_points =
+      static_cast<int>(std::max<long>(1, std::min<long>(256, kSharedBytes / (static_cast<long>(sizeof(T)) * (d + 1)))));
+  const long neuron_blocks = (h + kGradientThreads - 1) / kGradientThreads;
+  long splits = 1;
+  if (MaxD > 0) {
+    const long wanted = (kTargetThreads + h - 1) / h;
+    splits = std::max<long>(1, std::min<long>({wanted, (p + 255) / 256, 65535}));
+    const size_t bytes = sizeof(T) * static_cast<size_t>(h);
+    cuda_check(cudaMemsetAsync(grad_omega, 0, bytes * d, stream), "onehidden_gradient memset");
+    cuda_check(cudaMemsetAsync(grad_b, 0, bytes, stream), "onehidden_gradient memset");
+    cuda_check(cudaMemsetAsync(grad_beta, 0, bytes, stream), "onehidden_gradient memset");
+  }
+  const long chunk = (p + splits - 1) / splits;
+  const dim3 grid(static_cast<unsigned>(neuron_blocks), static_cast<unsigned>(splits));
+  const size_t shared = sizeof(T) * static_cast<size_t>(tile_points) * (d + 1);
+  if (shared > 48 * 1024) throw std::invalid_argument("onehidden_gradient: d is too large for one shared-memory tile");
+  onehidden_gradient_kernel<T, MaxD><<<grid, kGradientThreads, shared, stream>>>(
+      x, g, omega, b, beta, grad_omega, grad_b, grad_beta, p, d, h, chunk, tile_points, inv_sqrt_d, scale);
+  cuda_check(cudaGetLastError(), "onehidden_gradient launch");
+}
+
+template <typename T>
+void bind_gradient(pybind11::module_& m, const char* name) {
+  m.def(
+      name,
+      [](std::uintptr_t x, std::uintptr_t g, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t beta,
+         std::uintptr_t grad_omega, std::uintptr_t grad_b, std::uintptr_t grad_beta, long p, long d, long h,
+         double scale, std::uintptr_t stream) {
+        if (h == 0) return;
+        const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
+        auto launch = [&](auto kernel) {
+          kernel(ptr<const T>(x), ptr<const T>(g), ptr<const T>(omega), ptr<const T>(b), ptr<const T>(beta),
+                 ptr<T>(grad_omega), ptr<T>(grad_b), ptr<T>(grad_beta), p, d, h, inv_sqrt_d, static_cast<T>(scale),
+                 as_stream(stream));
+        };
+        if (d <= 8)
+          launch(launch_gradient<T, 8>);
+        else if (d <= 16)
+          launch(launch_gradient<T, 16>);
+        else if (d <= 32)
+          launch(launch_gradient<T, 32>);
+        else
+          launch(launch_gradient<T, 0>);
+      },
+      "OneHidden ReLU gradient of sum_i g_i f(x_i) on the current stream (device pointers)");
+}
+
 template <typename T>
 void bind_forward(pybind11::module_& m, const char* name) {
   m.def(
@@ -54,4 +190,6 @@ void bind_forward(pybind11::module_& m, const char* name) {
 FASTDYN_BINDINGS(onehidden) {
   fastdyn::bind_forward<float>(m, "onehidden_forward_f32");
   fastdyn::bind_forward<double>(m, "onehidden_forward_f64");
+  fastdyn::bind_gradient<float>(m, "onehidden_gradient_f32");
+  fastdyn::bind_gradient<double>(m, "onehidden_gradient_f64");
 }

@@ -23,3 +23,34 @@ def forward(x, omega, b, beta, scale):
                 total += beta[n] * pre
         out[i] = scale * total
     return out
+
+
+@numba.njit(parallel=True, fastmath=False, cache=True)
+def gradient(x, g, omega, b, beta, scale):
+    """Gradient of sum_i g_i f(x_i): (grad_omega (h, d), grad_b (h,), grad_beta (h,)); parallel over neurons."""
+    p, d = x.shape
+    h = omega.shape[0]
+    inv_sqrt_d = 1.0 / math.sqrt(d)
+    grad_omega = np.empty((h, d), dtype=x.dtype)
+    grad_b = np.empty(h, dtype=x.dtype)
+    grad_beta = np.empty(h, dtype=x.dtype)
+    for n in numba.prange(h):
+        acc_x = np.zeros(d, dtype=x.dtype)
+        acc_b = 0.0
+        acc_beta = 0.0
+        for i in range(p):
+            pre = 0.0
+            for k in range(d):
+                pre += omega[n, k] * x[i, k]
+            pre = pre * inv_sqrt_d + b[n]
+            if pre > 0:
+                for k in range(d):
+                    acc_x[k] += g[i] * x[i, k]
+                acc_b += g[i]
+                acc_beta += g[i] * pre
+        weight = scale * beta[n]
+        for k in range(d):
+            grad_omega[n, k] = weight * inv_sqrt_d * acc_x[k]
+        grad_b[n] = weight * acc_b
+        grad_beta[n] = scale * acc_beta
+    return grad_omega, grad_b, grad_beta

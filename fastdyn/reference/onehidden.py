@@ -14,3 +14,24 @@ def forward(x: torch.Tensor, omega: torch.Tensor, b: torch.Tensor, beta: torch.T
         pre = torch.addmm(b[start:stop], x, omega[start:stop].T, alpha=inv_sqrt_d)
         out += torch.relu_(pre) @ beta[start:stop]
     return out * scale
+
+
+def gradient(x: torch.Tensor, g: torch.Tensor, omega: torch.Tensor, b: torch.Tensor, beta: torch.Tensor,
+             scale: float, max_elements: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient of sum_i g_i f(x_i) for g (p,): (grad_omega (h, d), grad_b (h,), grad_beta (h,)).
+
+    Chunked over neurons so the (points x neurons) masks stay below ``max_elements`` entries.
+    """
+    p, d = x.shape
+    inv_sqrt_d = 1.0 / math.sqrt(d)
+    grad_omega, grad_b, grad_beta = torch.empty_like(omega), torch.empty_like(b), torch.empty_like(beta)
+    chunk = max(1, max_elements // p)
+    for start in range(0, omega.shape[0], chunk):
+        stop = start + chunk
+        pre = torch.addmm(b[start:stop], x, omega[start:stop].T, alpha=inv_sqrt_d)  # (p, chunk)
+        gated = (pre > 0).to(x.dtype).mul_(g[:, None])  # g_i a_n(x_i)
+        weight = scale * beta[start:stop]
+        grad_omega[start:stop] = (gated.T @ x).mul_(weight[:, None] * inv_sqrt_d)
+        grad_b[start:stop] = gated.sum(0).mul_(weight)
+        grad_beta[start:stop] = (g @ torch.relu_(pre)).mul_(scale)
+    return grad_omega, grad_b, grad_beta

@@ -1,0 +1,330 @@
+"""fastdyn.fused.gradient and fastdyn.kinks against torch autograd and plain numpy."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fastdyn
+from fastdyn import fused
+from conftest import CPU_BACKENDS, assert_close, requires_cuda
+
+SIZES = [(13, 3, 37), (1, 4, 9), (29, 20, 18), (40, 16, 33), (6, 1, 5)]  # (p, d, h): odd, p = 1, d > 16, d = 1
+
+
+def make_problem(p, d, h, dtype, device="cpu", seed=0, scale="mf"):
+    gen = torch.Generator().manual_seed(seed)
+    model = fastdyn.OneHidden(d, h, scale=scale, dtype=dtype, generator=gen).to(device)
+    x = torch.randn(p, d, generator=gen, dtype=dtype).to(device)
+    g = torch.randn(p, generator=gen, dtype=dtype).to(device)
+    return model, x, g
+
+
+def autograd_gradient(model, x, g):
+    """Gradient of sum(g * model(x)) in fp64 by torch autograd."""
+    ref = fastdyn.OneHidden(model.d, model.h, scale=model.scale, dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        for name in ("omega", "b", "beta"):
+            getattr(ref, name).copy_(getattr(model, name))
+    (g.double() * ref(x.double())).sum().backward()
+    return ref.omega.grad, ref.b.grad, ref.beta.grad
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "p%d-d%d-h%d" % s)
+@pytest.mark.parametrize("scale", ["mf", "ntk"])
+def test_gradient_matches_autograd(cpu_backend, dtype, size, scale):
+    model, x, g = make_problem(*size, dtype, scale=scale)
+    expected = autograd_gradient(model, x, g)
+    actual = fused.gradient(model, x, g, backend=cpu_backend)
+    for a, e in zip(actual, expected):
+        assert a.dtype == dtype
+        assert_close(a, e, dtype)
+
+
+def test_gradient_numpy_in_numpy_out(cpu_backend):
+    model, x, g = make_problem(13, 3, 37, torch.float64)
+    out = fused.gradient(model, x.numpy(), g.numpy(), backend=cpu_backend)
+    assert all(isinstance(a, np.ndarray) for a in out)
+    for a, e in zip(out, autograd_gradient(model, x, g)):
+        assert_close(a, e, torch.float64)
+
+
+def test_gradient_dead_and_always_active_neurons(cpu_backend):
+    model, x, g = make_problem(17, 3, 11, torch.float64)
+    with torch.no_grad():
+        model.b[:3] = -1e3  # dead on every point
+        model.b[3:6] = 1e3  # active on every point
+    grad_omega, grad_b, grad_beta = fused.gradient(model, x, g, backend=cpu_backend)
+    assert torch.all(grad_omega[:3] == 0) and torch.all(grad_b[:3] == 0) and torch.all(grad_beta[:3] == 0)
+    for a, e in zip((grad_omega, grad_b, grad_beta), autograd_gradient(model, x, g)):
+        assert_close(a, e, torch.float64)
+
+
+def test_gradient_large_width_tiles(cpu_backend):
+    """Widths that are not multiples of the SIMD tile, many point blocks (p > one L2 block of x)."""
+    model, x, g = make_problem(7000, 2, 45, torch.float64)
+    for a, e in zip(fused.gradient(model, x, g, backend=cpu_backend), autograd_gradient(model, x, g)):
+        assert_close(a, e, torch.float64)
+
+
+def test_gradient_input_errors():
+    model, x, g = make_problem(5, 3, 4, torch.float64)
+    with pytest.raises(ValueError, match="g must have length 5"):
+        fused.gradient(model, x, g[:4])
+    with pytest.raises(ValueError, match="x must have 3 columns"):
+        fused.gradient(model, x[:, :2], g)
+    with pytest.raises(TypeError, match="g has dtype"):
+        fused.gradient(model, x, g.float())
+    with pytest.raises(TypeError, match="model.omega"):
+        fused.gradient(model, x.float(), g.float())
+    bad = g.clone()
+    bad[2] = float("nan")
+    with pytest.raises(ValueError, match="g contains NaN"):
+        fused.gradient(model, x, bad)
+    with pytest.raises(TypeError, match="OneHidden"):
+        fused.gradient(torch.nn.Linear(3, 1).double(), x, g)
+    with pytest.raises(ValueError, match="act='relu'"):
+        fused.gradient(fastdyn.OneHidden(3, 4, act="tanh", dtype=torch.float64), x, g)
+    with pytest.raises(ValueError, match="cannot run on cpu"):
+        fused.gradient(model, x, g, backend="cuda")
+
+
+@requires_cuda
+@pytest.mark.parametrize("size", SIZES + [(300, 40, 7), (2000, 10, 3)], ids=lambda s: "p%d-d%d-h%d" % s)
+def test_gradient_cuda_matches_autograd(dtype, size):
+    model, x, g = make_problem(*size, dtype, device="cuda")
+    expected = autograd_gradient(model, x, g)
+    for a, e in zip(fused.gradient(model, x, g, backend="cuda"), expected):
+        assert a.is_cuda
+        assert_close(a, e, dtype)
+
+
+# ---- kinks -----------------------------------------------------------------------------------------------------
+
+from fastdyn import kinks  # noqa: E402
+
+
+def kink_formula(omega, b):
+    """z = -sqrt(d) b omega / ||omega||^2 in fp64 numpy."""
+    omega, b = np.asarray(omega, float), np.asarray(b, float)
+    return -math.sqrt(omega.shape[1]) * b[:, None] * omega / (omega**2).sum(1, keepdims=True)
+
+
+def autograd_kink_velocity(model, x, g):
+    """Jacobian of z(omega, b) (torch.func.jvp) times the autograd gradient-flow velocities, fp64."""
+    grad_omega, grad_b, _ = autograd_gradient(model, x, g)
+    omega, b = model.omega.detach().double(), model.b.detach().double()
+
+    def z_of(o, c):
+        return -math.sqrt(o.shape[1]) * c[:, None] * o / (o * o).sum(1, keepdim=True)
+
+    return torch.func.jvp(z_of, (omega, b), (-grad_omega, -grad_b))[1]
+
+
+def test_positions_formula(dtype):
+    model, _, _ = make_problem(3, 5, 41, dtype)
+    expected = kink_formula(model.omega.detach(), model.b.detach())
+    z = kinks.positions(model)
+    assert isinstance(z, torch.Tensor) and z.dtype == dtype and z.shape == (41, 5)
+    assert_close(z, expected, dtype)
+    z_np = kinks.positions(model.omega.detach().numpy(), model.b.detach().numpy())
+    assert isinstance(z_np, np.ndarray)
+    assert_close(z_np, expected, dtype)
+    # the kink lies on the neuron's hyperplane and is its point nearest the origin (parallel to omega)
+    z64, omega = torch.as_tensor(expected), model.omega.detach().double()
+    pre = (z64 * omega).sum(1) / math.sqrt(5) + model.b.detach().double()
+    assert float(pre.abs().max()) < 1e-12 * float(z64.abs().max() * omega.abs().max() + 1)
+    cross = z64[:, :, None] * omega[:, None, :] - omega[:, :, None] * z64[:, None, :]
+    assert float(cross.abs().max()) < 1e-12 * float(z64.abs().max() * omega.abs().max())
+
+
+def test_positions_degenerate_and_zero_bias():
+    omega = torch.randn(6, 3, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64)
+    omega[1] = 0.0  # no kink
+    omega[2] = 1e-200  # ||omega||^2 underflows to 0
+    b[3] = 0.0  # kink at the origin
+    with pytest.warns(RuntimeWarning, match="2 neuron"):
+        z = kinks.positions(omega, b)
+    assert torch.isfinite(z).all()
+    assert torch.all(z[1] == 0) and torch.all(z[2] == 0) and torch.all(z[3] == 0)
+    z2, degenerate = kinks.positions(omega, b, return_degenerate=True)
+    assert degenerate.tolist() == [False, True, True, False, False, False]
+    assert torch.equal(z, z2)
+    _, degenerate = kinks.positions(omega, b, eps=10.0, return_degenerate=True)
+    assert degenerate.all()
+
+
+@pytest.mark.parametrize("size", [(13, 3, 37), (1, 4, 9), (29, 20, 18)], ids=lambda s: "p%d-d%d-h%d" % s)
+def test_velocities_match_autograd(cpu_backend, dtype, size):
+    model, x, g = make_problem(*size, dtype)
+    expected = autograd_kink_velocity(model, x, g)
+    z_dot, omega_dot, b_dot, beta_dot = kinks.velocities(model, x, g, backend=cpu_backend, return_parameters=True)
+    assert_close(z_dot, expected, dtype)
+    for actual, grad in zip((omega_dot, b_dot, beta_dot), autograd_gradient(model, x, g)):
+        assert_close(actual, -grad, dtype)
+
+
+def test_velocities_degenerate_and_zero_bias(cpu_backend):
+    model, x, g = make_problem(11, 3, 8, torch.float64)
+    with torch.no_grad():
+        model.omega[0] = 0.0
+        model.b[1] = 0.0
+    z_dot, degenerate = kinks.velocities(model, x, g, backend=cpu_backend, return_degenerate=True)
+    assert degenerate.tolist() == [True] + [False] * 7
+    assert torch.all(z_dot[0] == 0) and torch.isfinite(z_dot).all()
+    # b = 0: z = 0 and z_dot = -sqrt(d) omega b_dot / ||omega||^2
+    _, grad_b, _ = autograd_gradient(model, x, g)
+    omega = model.omega.detach()[1]
+    assert_close(z_dot[1], -math.sqrt(3) * omega * (-grad_b[1]) / omega.dot(omega), torch.float64)
+    expected = autograd_kink_velocity(model, x, g)
+    assert_close(z_dot[1:], expected[1:], torch.float64)
+    with pytest.warns(RuntimeWarning, match="1 neuron"):
+        kinks.velocities(model, x, g, backend=cpu_backend)
+
+
+def test_velocities_reproduce_seed_closed_form(dtype):
+    """Seed 002: z'_dot = beta/(p h b) sum_mu Theta(...) [z' - |z'|^2 x' + 2 (z'.x') z'] y, with z' = z/sqrt(d),
+    x' = x/sqrt(d) (the seed's pre-activation has no 1/sqrt(d)), mean-field s = 1/h and g = dL/df = -y/p (hinge
+    loss below its margin); Theta(z'.x' > |z'|^2) for b < 0, reversed for b > 0."""
+    p, d, h = 9, 2, 30
+    model, x, _ = make_problem(p, d, h, dtype, seed=3)
+    y = torch.sign(torch.randn(p, generator=torch.Generator().manual_seed(4), dtype=dtype))
+    z_dot = kinks.velocities(model, x, -y / p)
+    z = kink_formula(model.omega.detach(), model.b.detach()) / math.sqrt(d)
+    xs, ys = x.double().numpy() / math.sqrt(d), y.double().numpy()
+    beta, b = model.beta.detach().double().numpy(), model.b.detach().double().numpy()
+    seed = np.zeros((h, d))
+    for n in range(h):
+        zz = z[n] @ z[n]
+        for mu in range(p):
+            zx = z[n] @ xs[mu]
+            if (zx > zz) if b[n] < 0 else (zx < zz):
+                seed[n] += (z[n] - zz * xs[mu] + 2 * zx * z[n]) * ys[mu]
+        seed[n] *= beta[n] / (p * h * b[n])
+    assert_close(z_dot / math.sqrt(d), seed, dtype)
+
+
+def test_field_matches_velocities(dtype):
+    model, x, g = make_problem(15, 3, 25, dtype, seed=5)
+    z = kinks.positions(model)
+    field = kinks.field(z, x, g, beta=model.beta.detach(), b=model.b.detach(), scale=model.output_scale,
+                        max_elements=40)  # several chunks
+    assert_close(field, autograd_kink_velocity(model, x, g), dtype)
+
+
+def test_field_scalars_origin_and_errors():
+    x = np.array([[1.0, 0.5]])
+    z = np.array([[0.0, 0.0], [0.3, -0.2], [2.0, 1.0]])
+    out = kinks.field(z, x, np.array([-1.0]), beta=2.0, b=-0.5, scale=0.1)
+    assert isinstance(out, np.ndarray) and out.shape == (3, 2)
+    assert np.all(out[0] == 0)
+    # z = (2, 1): z.x = 2.5 < |z|^2 = 5 -> inactive for b < 0
+    assert np.all(out[2] == 0)
+    zz, zx = 0.13, 0.3 - 0.1
+    expected = -(0.1 * 2.0 / -0.5) * -1.0 * (z[1] - zz * x[0] / 2 + 2 * zx * z[1] / 2)
+    assert np.allclose(out[1], expected, rtol=1e-12)  # z.x = 0.2 > |z|^2 = 0.13 -> active for b < 0
+    with pytest.raises(ValueError, match="b must be non-zero"):
+        kinks.field(z, x, np.array([1.0]), b=0.0)
+    with pytest.raises(ValueError, match="z must have 2 columns"):
+        kinks.field(z[:, :1], x, np.array([1.0]))
+    with pytest.raises(ValueError, match="b must have length 3"):
+        kinks.field(z, x, np.array([1.0]), b=np.ones(2))
+
+
+def numpy_attractor_labels(model, x):
+    """Plain numpy grouping: label by first appearance of each activation pattern, dead neurons -1."""
+    omega, b = model.omega.detach().double().numpy(), model.b.detach().double().numpy()
+    active = (x.double().numpy() @ omega.T / math.sqrt(x.shape[1]) + b > 0).T
+    seen, labels = {}, []
+    for row in active:
+        key = tuple(row)
+        labels.append(-1 if not row.any() else seen.setdefault(key, len(seen)))
+    return np.array(labels)
+
+
+@pytest.mark.parametrize("dtype_name", ["f64", "f32"])
+def test_attractors_match_numpy_grouping(dtype_name):
+    dtype = torch.float64 if dtype_name == "f64" else torch.float32
+    model, x, _ = make_problem(23, 2, 60, dtype, seed=7)
+    with torch.no_grad():
+        model.omega[30:50] = model.omega[10:30] * 1.5  # same hyperplanes, same patterns: size-2 attractors
+        model.b[30:50] = model.b[10:30] * 1.5
+        model.b[:5] = -50.0  # dead
+        model.b[5:8] = 50.0  # active everywhere: one attractor of 3
+    expected = numpy_attractor_labels(model, x)
+    found = kinks.attractors(model, x, max_elements=50)  # several neuron chunks
+    assert np.array_equal(found.labels, expected)
+    assert found.n_dead == int((expected == -1).sum()) >= 5
+    assert found.n_attractors == expected.max() + 1
+    assert np.array_equal(found.sizes, np.bincount(expected[expected >= 0]))
+    assert found.sizes.sum() + found.n_dead == 60
+    assert np.all(found.labels[5:8] == found.labels[5]) and found.sizes[found.labels[5]] >= 3
+    assert np.all(found.labels[10:30] == found.labels[30:50])
+
+
+def test_attractors_all_dead_and_errors():
+    model, x, _ = make_problem(4, 3, 5, torch.float64)
+    with torch.no_grad():
+        model.b[:] = -1e3
+    found = kinks.attractors(model, x)
+    assert found.n_attractors == 0 and found.n_dead == 5 and np.all(found.labels == -1)
+    with pytest.raises(ValueError, match="x must have 3 columns"):
+        kinks.attractors(model, x[:, :2])
+    with pytest.raises(TypeError, match="model.omega"):
+        kinks.attractors(model, x.float())
+    with pytest.raises(TypeError, match="OneHidden"):
+        kinks.attractors(torch.nn.Linear(3, 1), x)
+
+
+def test_kinks_input_errors():
+    model, x, g = make_problem(5, 3, 4, torch.float64)
+    omega, b = model.omega.detach(), model.b.detach()
+    with pytest.raises(ValueError, match="b is required"):
+        kinks.positions(omega)
+    with pytest.raises(ValueError, match="not both"):
+        kinks.positions(model, b)
+    with pytest.raises(ValueError, match="b must have length 4"):
+        kinks.positions(omega, b[:3])
+    with pytest.raises(TypeError, match="b has dtype"):
+        kinks.positions(omega, b.float())
+    bad = omega.clone()
+    bad[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="omega contains NaN or Inf"):
+        kinks.positions(bad, b)
+    with pytest.raises(ValueError, match="g must have length 5"):
+        kinks.velocities(model, x, g[:2])
+    with pytest.raises(TypeError, match="model.omega"):
+        kinks.velocities(model, x.float(), g.float())
+    with pytest.raises(ValueError, match="x contains NaN"):
+        kinks.velocities(model, x * float("nan"), g)
+    with pytest.raises(ValueError, match="cannot run on cpu"):
+        kinks.velocities(model, x, g, backend="cuda")
+
+
+def test_plot_helpers(tmp_path):
+    model, x, g = make_problem(8, 2, 30, torch.float64)
+    z, degenerate = kinks.positions(model, return_degenerate=True)
+    degenerate[:4] = True  # hidden
+    labels = kinks.attractors(model, x).labels
+    ax = kinks.plot_kinks(z, labels=labels, degenerate=degenerate, title="init")
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 26
+    fig = kinks.plot_kink_panels([("(A) init", z), ("(B) lazy", z.numpy(), labels), ("(C)", z), ("(D)", z)])
+    assert len(fig.axes) == 4
+    fig.savefig(tmp_path / "panels.png")
+    ax = kinks.plot_field(x[:1], g[:1], b=-1.0, n=9)
+    ax.figure.savefig(tmp_path / "field.png")
+    assert (tmp_path / "panels.png").stat().st_size > 0 and (tmp_path / "field.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="d = 2"):
+        kinks.plot_field(np.ones((1, 3)), np.ones(1))
+
+
+@requires_cuda
+def test_velocities_cuda_match_autograd(dtype):
+    model, x, g = make_problem(300, 10, 257, dtype, device="cuda")
+    expected = autograd_kink_velocity(model, x, g)
+    z_dot = kinks.velocities(model, x, g, backend="cuda")
+    assert z_dot.is_cuda
+    assert_close(z_dot, expected, dtype)
+    labels = kinks.attractors(model, x).labels
+    assert np.array_equal(labels, numpy_attractor_labels(model.cpu(), x.cpu()))
