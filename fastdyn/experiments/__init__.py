@@ -21,6 +21,11 @@ from types import ModuleType
 from typing import Any
 
 REGISTRY: dict[str, str] = {
+    "learning-curves": "fastdyn.experiments.learning_curves",
+    "compression": "fastdyn.experiments.compression",
+    "ntk-pca": "fastdyn.experiments.ntk_pca",
+    "intrinsic-dimension": "fastdyn.experiments.intrinsic_dimension",
+    "kinks": "fastdyn.experiments.kinks",
 }
 
 
