@@ -1,15 +1,119 @@
-"""The ``fastdyn`` command line."""
+"""The ``fastdyn`` command line: list, run and sweep experiments; show backends."""
+from __future__ import annotations
+
 import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _key_values(items: list[str] | None) -> dict[str, str]:
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        overrides[key] = value
+    return overrides
+
+
+def _print_summary(summary: dict) -> None:
+    """One row per regime / group, one column per scalar (a flat summary gets one row)."""
+    rows = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    if flat:
+        rows = {"": flat, **rows}
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+    cells = [["", *columns]] + [[name, *(_cell(row.get(c, "")) for c in columns)] for name, row in rows.items()]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    for i, row in enumerate(cells):
+        print("  ".join(text.ljust(w) for text, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastdyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="backends and build status")
+    sub.add_parser("list", help="experiments with one-line descriptions")
+
+    run = sub.add_parser("run", help="run one experiment")
+    run.add_argument("name")
+    run.add_argument("--quick", action="store_true", help="the small configuration (a minute or less)")
+    run.add_argument("--out", default=None, help="output directory (default runs/NAME)")
+    run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a setting")
+    run.add_argument("--device", default=None, help="cpu or cuda (experiments with a 'device' setting)")
+    run.add_argument("--no-progress", action="store_true")
+
+    sweep = sub.add_parser("sweep", help="run a grid of configurations on dask.distributed")
+    sweep.add_argument("name")
+    sweep.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
+    sweep.add_argument("--seeds", type=int, default=None, help="add seed=0..N-1 to the grid")
+    sweep.add_argument("--quick", action="store_true")
+    sweep.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    sweep.add_argument("--scheduler", default=None, help="address of a running dask scheduler (default: local)")
+    sweep.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
+    sweep.add_argument("--threads", type=int, default=1, help="threads per worker (torch threads per point)")
+    sweep.add_argument("--out", default=None, help="output directory (default runs/sweep-NAME)")
+    sweep.add_argument("--no-progress", action="store_true")
+
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ValueError, TypeError) as error:
+        print(f"fastdyn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
     if args.command == "info":
         import fastdyn
 
         print("backends:", fastdyn.available_backends(verbose=True))
         print("build:", fastdyn.build_status())
-    return 0
+        return 0
+
+    from .experiments import REGISTRY, load
+
+    if args.command == "list":
+        width = max((len(n) for n in REGISTRY), default=0)
+        for name in sorted(REGISTRY):
+            print(f"{name.ljust(width)}  {load(name).DESCRIPTION}")
+        return 0
+
+    if args.command == "run":
+        from .experiments import run_experiment
+
+        out = Path(args.out or Path("runs") / args.name)
+        summary = run_experiment(args.name, out, quick=args.quick, overrides=_key_values(args.overrides),
+                                 progress=not args.no_progress, device=args.device)
+        _print_summary(summary)
+        seconds = json.loads((out / "results.json").read_text())["seconds"]
+        print(f"\n{args.name}: {seconds:.1f} s; results in {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
+        return 0
+
+    if args.command == "sweep":
+        from .sweep import parse_grid, sweep
+
+        defaults = load(args.name).config(args.quick)
+        grid = parse_grid(args.grid, defaults)
+        out = Path(args.out or Path("runs") / f"sweep-{args.name}")
+        table, report = sweep(args.name, grid, out, seeds=args.seeds, quick=args.quick,
+                              overrides=_key_values(args.overrides), scheduler=args.scheduler,
+                              n_workers=args.workers, threads_per_worker=args.threads,
+                              progress=not args.no_progress)
+        print(f"{len(report['ran'])} ran, {len(report['skipped'])} skipped (already done), "
+              f"{len(report['failed'])} failed")
+        for key, message in report["failed"].items():
+            print(f"  failed {key}: {message} (see {out}/points/{key}/error.txt)")
+        print(table.drop(columns=[c for c in ("hash", "error") if c in table]).to_string(index=False, max_cols=12))
+        print(f"table: {out}/results.csv, plot: {out}/sweep.png")
+        return 1 if report["failed"] else 0
+    raise AssertionError(args.command)

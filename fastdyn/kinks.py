@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import _backends
-from ._arrays import as_tensors, check_matrix, check_vector, match_parameters
+from ._arrays import address, as_tensors, check_matrix, check_vector, match_parameters, suffix
 from .fused import _SUPPORTED, onehidden_parameters, parameter_gradient
 from .models import OneHidden
 
@@ -162,35 +162,26 @@ class Attractors:
         return int(self.sizes.shape[0])
 
 
-def attractors(model: OneHidden, x, *, max_elements: int = 1 << 24) -> Attractors:
+def attractors(model: OneHidden, x, *, backend: str = "auto", max_elements: int = 1 << 24) -> Attractors:
     """Group the neurons of ``model`` by their activation pattern a_n(x_i) = [pre_n(x_i) > 0] on ``x`` (p, d).
 
-    Patterns are computed in neuron chunks (at most ``max_elements`` booleans at a time), bit-packed and reduced
-    to a 128-bit BLAKE2b digest per neuron, so memory stays O(h + max_elements) however large h x p is. Two
-    different patterns share a digest with probability about h^2 / 2^129 (never, in practice).
+    No pattern is stored: each neuron gets a key, a 128-bit hash of its p bits plus its number of active points,
+    and neurons are grouped by equal keys. Two different patterns share a key with probability about
+    h^2 / 2^129 (never, in practice). Backends: "cpu" (fused C++ kernel, h x p x d work, O(h + p d) memory) or
+    "torch" (neuron chunks of at most ``max_elements`` booleans, bit-packed and hashed with BLAKE2b; also CUDA).
     """
     (x_t,), kind = as_tensors(x=x)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
     if not isinstance(model, OneHidden):
         raise TypeError(f"model must be a fastdyn.models.OneHidden, got {type(model).__name__}")
     omega, b = match_parameters("model", {"omega": model.omega, "b": model.b}, kind)
-    p, d = x_t.shape
-    h = omega.shape[0]
-    digests = np.empty((h, 16), dtype=np.uint8)
-    dead = np.empty(h, dtype=bool)
-    chunk = max(1, max_elements // p)
-    for start in range(0, h, chunk):
-        pre = torch.addmm(b[start:start + chunk, None], omega[start:start + chunk], x_t.T, alpha=1.0 / math.sqrt(d))
-        active = (pre > 0).cpu().numpy()  # (c, p)
-        dead[start:start + chunk] = ~active.any(1)
-        packed = np.packbits(active, axis=1)
-        for row, bits in enumerate(packed, start):
-            digests[row] = np.frombuffer(hashlib.blake2b(bits.tobytes(), digest_size=16).digest(), np.uint8)
-    labels = np.full(h, -1, dtype=np.int64)
+    name = _backends.resolve(backend, kind.device, ("cpu", "torch"), what="kinks.attractors")
+    keys, dead = (_pattern_keys_cpu if name == "cpu" else _pattern_keys_torch)(x_t, omega, b, max_elements)
+    labels = np.full(omega.shape[0], -1, dtype=np.int64)
     live = np.flatnonzero(~dead)
     if live.size:
-        _, first, inverse, counts = np.unique(digests[live].view("V16").ravel(), return_index=True,
-                                              return_inverse=True, return_counts=True)
+        _, first, inverse, counts = np.unique(keys[live], axis=0, return_index=True, return_inverse=True,
+                                              return_counts=True)
         order = np.argsort(first, kind="stable")  # relabel by first appearance
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
@@ -199,6 +190,31 @@ def attractors(model: OneHidden, x, *, max_elements: int = 1 << 24) -> Attractor
     else:
         sizes = np.zeros(0, dtype=np.int64)
     return Attractors(labels=labels, sizes=sizes, n_dead=int(dead.sum()))
+
+
+def _pattern_keys_cpu(x, omega, b, max_elements):
+    """(h, 3) uint64 keys from the C++ kernel: two hashes and the active count; dead where the count is 0."""
+    p, d = x.shape
+    keys = np.empty((omega.shape[0], 3), dtype=np.uint64)
+    kernel = getattr(_backends.module("cpu"), f"onehidden_pattern_keys_{suffix(x.dtype)}")
+    kernel(address(x), address(omega), address(b), keys.ctypes.data, p, d, omega.shape[0], torch.get_num_threads())
+    return keys, keys[:, 2] == 0
+
+
+def _pattern_keys_torch(x, omega, b, max_elements):
+    """(h, 16) uint8 BLAKE2b digests of the bit-packed patterns, computed in neuron chunks; dead mask."""
+    p, d = x.shape
+    h = omega.shape[0]
+    digests = np.empty((h, 16), dtype=np.uint8)
+    dead = np.empty(h, dtype=bool)
+    chunk = max(1, max_elements // p)
+    for start in range(0, h, chunk):
+        pre = torch.addmm(b[start:start + chunk, None], omega[start:start + chunk], x.T, alpha=1.0 / math.sqrt(d))
+        active = (pre > 0).cpu().numpy()  # (c, p)
+        dead[start:start + chunk] = ~active.any(1)
+        for row, bits in enumerate(np.packbits(active, axis=1), start):
+            digests[row] = np.frombuffer(hashlib.blake2b(bits.tobytes(), digest_size=16).digest(), np.uint8)
+    return digests, dead
 
 
 def plot_kinks(z, ax=None, *, labels=None, dims=(0, 1), degenerate=None, title: str | None = None,

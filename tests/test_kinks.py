@@ -60,11 +60,13 @@ def test_gradient_dead_and_always_active_neurons(cpu_backend):
         assert_close(a, e, torch.float64)
 
 
-def test_gradient_large_width_tiles(cpu_backend):
-    """Widths that are not multiples of the SIMD tile, many point blocks (p > one L2 block of x)."""
-    model, x, g = make_problem(7000, 2, 45, torch.float64)
+@pytest.mark.parametrize("d", [2, 10, 30])
+def test_gradient_many_points(cpu_backend, dtype, d):
+    """p past one L2 block of x and many summation runs, widths not a multiple of the SIMD tile; d = 30 runs the
+    C++ kernel's two-pass path, d <= 24 its register path."""
+    model, x, g = make_problem(7000, d, 45, dtype, seed=d)
     for a, e in zip(fused.gradient(model, x, g, backend=cpu_backend), autograd_gradient(model, x, g)):
-        assert_close(a, e, torch.float64)
+        assert_close(a, e, dtype)
 
 
 def test_gradient_input_errors():
@@ -243,17 +245,20 @@ def numpy_attractor_labels(model, x):
     return np.array(labels)
 
 
-@pytest.mark.parametrize("dtype_name", ["f64", "f32"])
-def test_attractors_match_numpy_grouping(dtype_name):
-    dtype = torch.float64 if dtype_name == "f64" else torch.float32
-    model, x, _ = make_problem(23, 2, 60, dtype, seed=7)
+ATTRACTOR_BACKENDS = [name for name in ("cpu", "torch") if name in CPU_BACKENDS]
+
+
+@pytest.mark.parametrize("backend", ATTRACTOR_BACKENDS)
+@pytest.mark.parametrize("p", [23, 100])  # one and several 32-point words of bits
+def test_attractors_match_numpy_grouping(dtype, backend, p):
+    model, x, _ = make_problem(p, 2, 60, dtype, seed=7)
     with torch.no_grad():
         model.omega[30:50] = model.omega[10:30] * 1.5  # same hyperplanes, same patterns: size-2 attractors
         model.b[30:50] = model.b[10:30] * 1.5
         model.b[:5] = -50.0  # dead
         model.b[5:8] = 50.0  # active everywhere: one attractor of 3
     expected = numpy_attractor_labels(model, x)
-    found = kinks.attractors(model, x, max_elements=50)  # several neuron chunks
+    found = kinks.attractors(model, x, backend=backend, max_elements=150)  # several torch chunks
     assert np.array_equal(found.labels, expected)
     assert found.n_dead == int((expected == -1).sum()) >= 5
     assert found.n_attractors == expected.max() + 1
@@ -263,11 +268,12 @@ def test_attractors_match_numpy_grouping(dtype_name):
     assert np.all(found.labels[10:30] == found.labels[30:50])
 
 
-def test_attractors_all_dead_and_errors():
+@pytest.mark.parametrize("backend", ATTRACTOR_BACKENDS)
+def test_attractors_all_dead_and_errors(backend):
     model, x, _ = make_problem(4, 3, 5, torch.float64)
     with torch.no_grad():
         model.b[:] = -1e3
-    found = kinks.attractors(model, x)
+    found = kinks.attractors(model, x, backend=backend)
     assert found.n_attractors == 0 and found.n_dead == 5 and np.all(found.labels == -1)
     with pytest.raises(ValueError, match="x must have 3 columns"):
         kinks.attractors(model, x[:, :2])
@@ -275,6 +281,8 @@ def test_attractors_all_dead_and_errors():
         kinks.attractors(model, x.float())
     with pytest.raises(TypeError, match="OneHidden"):
         kinks.attractors(torch.nn.Linear(3, 1), x)
+    with pytest.raises(ValueError, match="does not implement kinks.attractors"):
+        kinks.attractors(model, x, backend="numba")
 
 
 def test_kinks_input_errors():
@@ -328,3 +336,21 @@ def test_velocities_cuda_match_autograd(dtype):
     assert_close(z_dot, expected, dtype)
     labels = kinks.attractors(model, x).labels
     assert np.array_equal(labels, numpy_attractor_labels(model.cpu(), x.cpu()))
+
+
+@pytest.mark.parametrize("backend", ATTRACTOR_BACKENDS)
+def test_attractors_patterns_one_bit_apart(backend):
+    """d = 1, neuron k active on the points above the k-th gap: neighbouring patterns differ in one bit."""
+    p = 97
+    x = torch.linspace(-3, 3, p, dtype=torch.float64)[:, None]
+    thresholds = (x[:-1, 0] + x[1:, 0]) / 2  # p - 1 gaps: patterns with 1..p-1 active points
+    model = fastdyn.OneHidden(1, 2 * (p - 1), dtype=torch.float64)
+    with torch.no_grad():
+        model.omega[:] = 1.0
+        model.b[: p - 1] = -thresholds
+        model.omega[p - 1:] = 2.0  # the same hyperplanes again, scaled: same patterns
+        model.b[p - 1:] = -2 * thresholds
+    found = kinks.attractors(model, x, backend=backend)
+    assert found.n_attractors == p - 1 and found.n_dead == 0
+    assert np.array_equal(found.labels, np.tile(np.arange(p - 1), 2))
+    assert np.all(found.sizes == 2)

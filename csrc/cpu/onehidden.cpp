@@ -9,6 +9,8 @@
 // accumulators in registers and streams the points, blocked so a block of x stays in L2. Memory O((h + p) d).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/threads.hpp"
@@ -69,61 +71,107 @@ struct Simd<double> {
   static constexpr long width = 8;
 };
 
+constexpr long kRun = 128;  // points summed in fresh registers before joining the tile's running sums
+
 // Accumulate one neuron tile over points [i0, i1): w[k] = omega_tile[:, k] / sqrt(d) across lanes, acc[0..d) the
-// sums of g a x_k, acc[d] of g a, acc[d + 1] of g relu(pre). D > 0 fixes d at compile time (registers); D = 0 is
-// the runtime-d path (arrays in L1).
+// sums of g a x_k, acc[d] of g a, acc[d + 1] of g relu(pre). Two-level summation (runs of kRun points, then the
+// runs) keeps the fp32 rounding error near eps (kRun + p / kRun) instead of eps p.
+// Small d (compile-time D): weights and partial sums live in registers, one pass per point.
 template <typename T, int D>
-void gradient_tile(const T* x, const T* g, long i0, long i1, long d_runtime, const typename Simd<T>::type* w,
-                   typename Simd<T>::type bias, typename Simd<T>::type* acc) {
+void gradient_tile_registers(const T* x, const T* g, long i0, long i1, const typename Simd<T>::type* w,
+                             typename Simd<T>::type bias, typename Simd<T>::type* acc) {
   using V = typename Simd<T>::type;
-  const long d = D > 0 ? D : d_runtime;
-  constexpr int kSlots = D > 0 ? D : 1;
-  V wr[kSlots], ax[kSlots];
-  const V* wk = w;
-  V* axk = acc;
-  if constexpr (D > 0) {
-    for (int k = 0; k < D; ++k) wr[k] = w[k], ax[k] = acc[k];
-    wk = wr;
-    axk = ax;
-  }
+  constexpr long d = D;
+  V wr[D], part[D];
+  for (int k = 0; k < D; ++k) wr[k] = w[k];
   const V zero = V{};
-  V acc_b = acc[d], acc_beta = acc[d + 1];
-  for (long i = i0; i < i1; ++i) {
-    const T* xi = x + i * d;
-    // two partial sums halve the dependency chain of the pre-activation
-    V pre_even = bias, pre_odd = zero;
-    for (long k = 0; k + 1 < d; k += 2) {
-      pre_even += wk[k] * xi[k];
-      pre_odd += wk[k + 1] * xi[k + 1];
+  for (long s0 = i0; s0 < i1; s0 += kRun) {
+    const long s1 = std::min(i1, s0 + kRun);
+    for (long k = 0; k < d; ++k) part[k] = zero;
+    V part_b = zero, part_beta = zero;
+    for (long i = s0; i < s1; ++i) {
+      const T* xi = x + i * d;
+      // two partial sums halve the dependency chain of the pre-activation
+      V pre_even = bias, pre_odd = zero;
+      for (long k = 0; k + 1 < d; k += 2) {
+        pre_even += wr[k] * xi[k];
+        pre_odd += wr[k + 1] * xi[k + 1];
+      }
+      if (d % 2) pre_even += wr[d - 1] * xi[d - 1];
+      const V pre = pre_even + pre_odd;
+      const V gated = pre > zero ? zero + g[i] : zero;
+      for (long k = 0; k < d; ++k) part[k] += gated * xi[k];
+      part_b += gated;
+      part_beta += gated * pre;
     }
-    if (d % 2) pre_even += wk[d - 1] * xi[d - 1];
-    const V pre = pre_even + pre_odd;
-    const V gi = zero + g[i];
-    const V gated = pre > zero ? gi : zero;
-    for (long k = 0; k < d; ++k) axk[k] += gated * xi[k];
-    acc_b += gated;
-    acc_beta += gated * pre;
+    for (long k = 0; k < d; ++k) acc[k] += part[k];
+    acc[d] += part_b;
+    acc[d + 1] += part_beta;
   }
-  if constexpr (D > 0)
-    for (int k = 0; k < D; ++k) acc[k] = ax[k];
-  acc[d] = acc_b;
-  acc[d + 1] = acc_beta;
+}
+
+// Larger d: two passes per run of points, both streaming from L1. Pass 1 stores the gated weights g_i a_n(x_i)
+// of the run (``gated``, ``pre``: kRun vectors each); pass 2 sums them against each input coordinate with four
+// independent accumulators (no single long dependency chain).
+template <typename T>
+void gradient_tile_runs(const T* x, const T* g, long i0, long i1, long d, const typename Simd<T>::type* w,
+                        typename Simd<T>::type bias, typename Simd<T>::type* acc, typename Simd<T>::type* gated,
+                        typename Simd<T>::type* pre) {
+  using V = typename Simd<T>::type;
+  const V zero = V{};
+  for (long s0 = i0; s0 < i1; s0 += kRun) {
+    const long n = std::min(i1 - s0, kRun);
+    const T* xs = x + s0 * d;
+    V part_b = zero, part_beta = zero;
+    for (long i = 0; i < n; ++i) {
+      const T* xi = xs + i * d;
+      V pre_a = bias, pre_b = zero, pre_c = zero, pre_d = zero;
+      long k = 0;
+      for (; k + 3 < d; k += 4) {
+        pre_a += w[k] * xi[k];
+        pre_b += w[k + 1] * xi[k + 1];
+        pre_c += w[k + 2] * xi[k + 2];
+        pre_d += w[k + 3] * xi[k + 3];
+      }
+      for (; k < d; ++k) pre_a += w[k] * xi[k];
+      const V value = (pre_a + pre_b) + (pre_c + pre_d);
+      const V weight = value > zero ? zero + g[s0 + i] : zero;
+      pre[i] = value;
+      gated[i] = weight;
+      part_b += weight;
+      part_beta += weight * value;
+    }
+    for (long k = 0; k < d; ++k) {
+      V sum_a = zero, sum_b = zero, sum_c = zero, sum_d = zero;
+      long i = 0;
+      for (; i + 3 < n; i += 4) {
+        sum_a += gated[i] * xs[i * d + k];
+        sum_b += gated[i + 1] * xs[(i + 1) * d + k];
+        sum_c += gated[i + 2] * xs[(i + 2) * d + k];
+        sum_d += gated[i + 3] * xs[(i + 3) * d + k];
+      }
+      for (; i < n; ++i) sum_a += gated[i] * xs[i * d + k];
+      acc[k] += (sum_a + sum_b) + (sum_c + sum_d);
+    }
+    acc[d] += part_b;
+    acc[d + 1] += part_beta;
+  }
 }
 
 template <typename T, int D>
-void gradient_tile_dispatch(const T* x, const T* g, long i0, long i1, long d, const typename Simd<T>::type* w,
-                            typename Simd<T>::type bias, typename Simd<T>::type* acc) {
+void gradient_tile(const T* x, const T* g, long i0, long i1, long d, const typename Simd<T>::type* w,
+                   typename Simd<T>::type bias, typename Simd<T>::type* acc, typename Simd<T>::type* scratch) {
   if constexpr (D == 0) {
-    gradient_tile<T, 0>(x, g, i0, i1, d, w, bias, acc);
+    gradient_tile_runs<T>(x, g, i0, i1, d, w, bias, acc, scratch, scratch + kRun);
   } else {
     if (d == D)
-      gradient_tile<T, D>(x, g, i0, i1, d, w, bias, acc);
+      gradient_tile_registers<T, D>(x, g, i0, i1, w, bias, acc);
     else
-      gradient_tile_dispatch<T, D - 1>(x, g, i0, i1, d, w, bias, acc);
+      gradient_tile<T, D - 1>(x, g, i0, i1, d, w, bias, acc, scratch);
   }
 }
 
-constexpr int kMaxRegisterD = 16;  // d above this runs the runtime-d path
+constexpr int kMaxRegisterD = 24;  // d above this runs the two-pass path
 constexpr long kBlockBytes = 256 * 1024;  // points per block: x block of about this size (L2)
 
 template <typename T>
@@ -151,13 +199,16 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
   }
   const long block = std::max<long>(256, kBlockBytes / static_cast<long>(sizeof(T) * d));
 #pragma omp parallel
-  for (long i0 = 0; i0 < p; i0 += block) {
-    const long i1 = std::min(p, i0 + block);
-    // static schedule with the same trip count: each tile stays with one thread across point blocks
+  {
+    std::vector<V> scratch(static_cast<size_t>(d > kMaxRegisterD ? 2 * kRun : 0));
+    for (long i0 = 0; i0 < p; i0 += block) {
+      const long i1 = std::min(p, i0 + block);
+      // static schedule with the same trip count: each tile stays with one thread across point blocks
 #pragma omp for schedule(static) nowait
-    for (long t = 0; t < tiles; ++t)
-      gradient_tile_dispatch<T, kMaxRegisterD>(x, g, i0, i1, d, weights.data() + t * d, biases[t],
-                                               acc.data() + t * stride);
+      for (long t = 0; t < tiles; ++t)
+        gradient_tile<T, kMaxRegisterD>(x, g, i0, i1, d, weights.data() + t * d, biases[t],
+                                                 acc.data() + t * stride, scratch.data());
+    }
   }
 #pragma omp parallel for schedule(static)
   for (long n = 0; n < h; ++n) {
@@ -168,6 +219,72 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
     grad_b[n] = sb * a[d][l];
     grad_beta[n] = scale * a[d + 1][l];
   }
+}
+
+// Activation-pattern keys for kinks.attractors: for each neuron a 128-bit hash of its bits a_n(x_i), i = 0..p-1,
+// and the number of points where it is active, without storing any pattern. Bits are gathered 32 points at a time
+// per SIMD lane and folded into two independent multiply-xorshift streams (each step a bijection of the state).
+template <typename T>
+void onehidden_pattern_keys(const T* x, const T* omega, const T* b, std::uint64_t* keys, long p, long d, long h,
+                            T inv_sqrt_d, int n_threads) {
+  using V = typename Simd<T>::type;
+  using Mask = decltype(V{} > V{});  // lanes of -1 / 0, int32 for float, int64 for double
+  using Lane = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  constexpr long W = Simd<T>::width;
+  use_threads(n_threads);
+  const long tiles = (h + W - 1) / W;
+#pragma omp parallel
+  {
+    std::vector<V> w(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (long t = 0; t < tiles; ++t) {
+      const V zero = V{};
+      V bias = zero - T(1);
+      for (long k = 0; k < d; ++k) w[k] = zero;
+      for (long l = 0; l < W && t * W + l < h; ++l) {
+        for (long k = 0; k < d; ++k) w[k][l] = omega[(t * W + l) * d + k] * inv_sqrt_d;
+        bias[l] = b[t * W + l];
+      }
+      std::uint64_t s1[W], s2[W], count[W];
+      for (long l = 0; l < W; ++l) s1[l] = 0x243F6A8885A308D3ULL, s2[l] = 0x13198A2E03707344ULL, count[l] = 0;
+      for (long i0 = 0; i0 < p; i0 += 32) {
+        const long i1 = std::min(p, i0 + 32);
+        Mask word = Mask{};
+        for (long i = i0; i < i1; ++i) {
+          const T* xi = x + i * d;
+          V pre = bias;
+          for (long k = 0; k < d; ++k) pre += w[k] * xi[k];
+          word |= (pre > zero) & (Mask{} + static_cast<Lane>(std::uint32_t(1) << (i - i0)));
+        }
+        for (long l = 0; l < W; ++l) {
+          const std::uint64_t bits = static_cast<std::uint32_t>(word[l]);
+          s1[l] = (s1[l] ^ bits) * 0x9E3779B97F4A7C15ULL;
+          s1[l] ^= s1[l] >> 32;
+          s2[l] = (s2[l] + bits + 1) * 0xC2B2AE3D27D4EB4FULL;
+          s2[l] ^= s2[l] >> 29;
+          count[l] += static_cast<std::uint64_t>(__builtin_popcountll(bits));
+        }
+      }
+      for (long l = 0; l < W && t * W + l < h; ++l) {
+        std::uint64_t* key = keys + (t * W + l) * 3;
+        key[0] = s1[l], key[1] = s2[l], key[2] = count[l];
+      }
+    }
+  }
+}
+
+template <typename T>
+void bind_pattern_keys(pybind11::module_& m, const char* name) {
+  m.def(
+      name,
+      [](std::uintptr_t x, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t keys, long p, long d, long h,
+         int n_threads) {
+        pybind11::gil_scoped_release release;
+        onehidden_pattern_keys<T>(ptr<const T>(x), ptr<const T>(omega), ptr<const T>(b), ptr<std::uint64_t>(keys), p,
+                                  d, h, static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), n_threads);
+      },
+      "Per-neuron activation-pattern keys (h, 3) uint64: two 64-bit hashes of the bits [pre_n(x_i) > 0] and "
+      "the number of active points");
 }
 
 template <typename T>
@@ -208,4 +325,6 @@ FASTDYN_BINDINGS(onehidden) {
   fastdyn::bind_forward<double>(m, "onehidden_forward_f64");
   fastdyn::bind_gradient<float>(m, "onehidden_gradient_f32");
   fastdyn::bind_gradient<double>(m, "onehidden_gradient_f64");
+  fastdyn::bind_pattern_keys<float>(m, "onehidden_pattern_keys_f32");
+  fastdyn::bind_pattern_keys<double>(m, "onehidden_pattern_keys_f64");
 }

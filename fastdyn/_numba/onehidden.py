@@ -27,7 +27,9 @@ def forward(x, omega, b, beta, scale):
 
 @numba.njit(parallel=True, fastmath=False, cache=True)
 def gradient(x, g, omega, b, beta, scale):
-    """Gradient of sum_i g_i f(x_i): (grad_omega (h, d), grad_b (h,), grad_beta (h,)); parallel over neurons."""
+    """Gradient of sum_i g_i f(x_i): (grad_omega (h, d), grad_b (h,), grad_beta (h,)); parallel over neurons.
+
+    The sums over points accumulate in float64 whatever the input dtype (scalar code: no cost)."""
     p, d = x.shape
     h = omega.shape[0]
     inv_sqrt_d = 1.0 / math.sqrt(d)
@@ -35,7 +37,7 @@ def gradient(x, g, omega, b, beta, scale):
     grad_b = np.empty(h, dtype=x.dtype)
     grad_beta = np.empty(h, dtype=x.dtype)
     for n in numba.prange(h):
-        acc_x = np.zeros(d, dtype=x.dtype)
+        acc_x = np.zeros(d)
         acc_b = 0.0
         acc_beta = 0.0
         for i in range(p):

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 REGISTRY: dict[str, str] = {
+    "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
@@ -77,10 +78,19 @@ def merge_config(defaults: dict, overrides: dict | None) -> dict:
 
 
 def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides: dict | None = None,
-                   progress: bool = True) -> dict:
-    """Run experiment ``name`` into directory ``out``; returns its summary (also in ``out/results.json``)."""
+                   progress: bool = True, device: str | None = None) -> dict:
+    """Run experiment ``name`` into directory ``out``; returns its summary (also in ``out/results.json``).
+
+    ``device`` ("cpu", "cuda", "cuda:1") sets the config key "device" of experiments that have one.
+    """
     experiment = load(name)
-    config = merge_config(experiment.config(quick), overrides)
+    defaults = experiment.config(quick)
+    overrides = dict(overrides or {})
+    if device is not None:
+        if "device" not in defaults:
+            raise ValueError(f"experiment {name!r} has no 'device' setting; it runs where it runs")
+        overrides["device"] = device
+    config = merge_config(defaults, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"experiment": name, "quick": quick, "config": config}

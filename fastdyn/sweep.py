@@ -1,0 +1,203 @@
+"""Grids of experiment runs on dask.distributed, resumable point by point.
+
+Each point (an experiment, ``quick``, and its full merged config) is stored under ``out/points/<hash>/`` where
+the hash is of that config: a re-run finds finished points (``results.json`` present) and skips them; a point
+that raises is reported (``error.txt``) without losing the others. The finished points gather into one table
+``out/results.csv`` (and ``results.parquet`` when pyarrow is installed) and a plot ``out/sweep.png``.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import traceback
+from pathlib import Path
+
+from .experiments import load, merge_config, parse_value, run_experiment
+
+
+def parse_grid(items: list[str], defaults: dict) -> dict[str, list]:
+    """``["alpha=0.1,1,10", "h=100,1000"]`` -> ``{"alpha": [0.1, 1.0, 10.0], "h": [100, 1000]}`` (typed by defaults)."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--grid {item!r}: expected key=v1,v2,...")
+        if key not in defaults:
+            raise ValueError(f"--grid: unknown config key {key!r}; known keys: {sorted(defaults)}")
+        if isinstance(defaults[key], (list, tuple)):
+            raise ValueError(f"--grid: {key!r} is a list setting; sweep a scalar one")
+        grid[key] = [parse_value(key, v, defaults[key]) for v in values.split(",") if v != ""]
+    return grid
+
+
+def point_hash(name: str, quick: bool, config: dict) -> str:
+    """Stable 16-hex-digit hash of one point's experiment and full config."""
+    text = json.dumps({"experiment": name, "quick": quick, "config": config}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def points(name: str, grid: dict[str, list], *, seeds: int | None = None, quick: bool = False,
+           overrides: dict | None = None) -> list[dict]:
+    """Every grid point: ``{"hash", "values" (the swept keys), "overrides", "config"}``."""
+    defaults = load(name).config(quick)
+    grid = dict(grid)
+    if seeds is not None:
+        if "seed" not in defaults:
+            raise ValueError(f"experiment {name!r} has no 'seed' setting; drop --seeds")
+        if seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        grid["seed"] = list(range(seeds))
+    keys = list(grid)
+    out = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        point_overrides = dict(overrides or {}, **values)
+        config = merge_config(defaults, point_overrides)
+        out.append({"hash": point_hash(name, quick, config), "values": values, "overrides": point_overrides,
+                    "config": config})
+    return out
+
+
+def run_point(name: str, directory: str, quick: bool, overrides: dict, threads: int | None = None) -> dict:
+    """Run one point into ``directory`` (on a worker); returns its summary or raises."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    directory = Path(directory)
+    try:
+        summary = run_experiment(name, directory, quick=quick, overrides=overrides, progress=False)
+    except Exception:
+        (directory / "error.txt").write_text(traceback.format_exc())
+        raise
+    (directory / "error.txt").unlink(missing_ok=True)
+    return summary
+
+
+def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | None = None, quick: bool = False,
+          overrides: dict | None = None, scheduler: str | None = None, n_workers: int = 2,
+          processes: bool = True, threads_per_worker: int = 1, progress: bool = True):
+    """Run the grid on dask (a LocalCluster, or the cluster at ``scheduler``) and gather the table.
+
+    Returns ``(table, report)``: a pandas DataFrame with one row per point (swept values, status, flattened
+    summary) and ``{"ran": [...], "skipped": [...], "failed": {hash: message}}``.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    out = Path(out)
+    todo = points(name, grid, seeds=seeds, quick=quick, overrides=overrides)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    report: dict = {"ran": [], "skipped": [], "failed": {}}
+    pending = []
+    for point in todo:
+        directory = out / "points" / point["hash"]
+        if (directory / "results.json").exists():
+            report["skipped"].append(point["hash"])
+        else:
+            directory.mkdir(exist_ok=True)
+            pending.append((point, directory))
+    (out / "sweep.json").write_text(json.dumps({"experiment": name, "quick": quick, "grid": grid, "seeds": seeds,
+                                                "overrides": overrides or {}}, indent=2, default=str))
+    if pending:
+        cluster = None
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(scheduler)
+        try:
+            futures = {client.submit(run_point, name, str(directory), quick, point["overrides"],
+                                     threads_per_worker, pure=False, key=f"point-{point['hash']}"): point
+                       for point, directory in pending}
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(futures), desc=f"sweep {name}", unit="point")
+            for future in as_completed(futures):
+                point = futures[future]
+                if future.status == "error":
+                    error = future.exception()
+                    report["failed"][point["hash"]] = f"{type(error).__name__}: {error}"
+                else:
+                    report["ran"].append(point["hash"])
+                if bar:
+                    bar.update(1)
+            if bar:
+                bar.close()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    table = gather(out, todo, report)
+    return table, report
+
+
+def gather(out: Path, todo: list[dict], report: dict):
+    """Collect every point's results into ``results.csv`` (+ parquet) and ``sweep.png``."""
+    import pandas as pd
+
+    rows = []
+    for point in todo:
+        row = dict(point["values"], hash=point["hash"])
+        path = out / "points" / point["hash"] / "results.json"
+        if path.exists():
+            row["status"] = "done"
+            row.update(_flatten(json.loads(path.read_text())["summary"]))
+        else:
+            row["status"] = "failed" if point["hash"] in report["failed"] else "missing"
+            row["error"] = report["failed"].get(point["hash"], "")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "results.csv", index=False)
+    try:
+        import pyarrow  # noqa: F401
+
+        table.to_parquet(out / "results.parquet", index=False)
+    except ImportError:
+        pass
+    if todo:
+        _plot(table, list(todo[0]["values"]), out / "sweep.png")
+    return table
+
+
+def _flatten(summary: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _plot(table, swept: list[str], path: Path) -> None:
+    """Each numeric result (up to 4) against the first swept key, one line per other combination (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    done = table[table["status"] == "done"] if "status" in table else table
+    x_key = next((k for k in swept if k != "seed"), swept[0] if swept else None)
+    metrics = [c for c in done.columns if c not in swept and c not in ("hash", "status", "error")
+               and pd.api.types.is_numeric_dtype(done[c])][:4]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4 * max(1, len(metrics)), 3.4), squeeze=False)
+    if x_key is None or done.empty or not metrics:
+        axes[0][0].text(0.5, 0.5, "no finished numeric results", ha="center")
+    else:
+        others = [k for k in swept if k not in (x_key, "seed")]
+        groups = done.groupby(others) if others else [((), done)]
+        for ax, metric in zip(axes[0], metrics):
+            for label, group in groups:
+                series = group.groupby(x_key)[metric].mean()
+                ax.plot(series.index, series.values, marker="o", label=str(label) if others else None)
+            ax.set(xlabel=x_key, title=metric)
+            if others:
+                ax.legend(fontsize=7, title=",".join(others))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

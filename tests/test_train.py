@@ -1,0 +1,281 @@
+"""fastdyn.train: alpha-trick gradients, adaptive flow accuracy, fast path, stopping rules, checkpoints."""
+import copy
+import math
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import fastdyn
+from fastdyn import data
+from fastdyn.models import FCNet, OneHidden
+from fastdyn.train import LOSSES, _Evaluator, _Problem, train
+from conftest import assert_close
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These problems are tiny: one thread avoids OpenMP start-up and oversubscription costs per step."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def stripe(p=40, d=3, dtype=torch.float64, p_test=50, seed=0):
+    return data.stripe(p, d, p_test=p_test, seed=seed, dtype=dtype, as_torch=True)
+
+
+def direct_loss(loss, F, y):
+    """The losses written out independently of fastdyn.train."""
+    if loss == "hinge":
+        return torch.clamp(1 - F * y, min=0)
+    if loss == "mse":
+        return 0.5 * (F - y) ** 2
+    if loss == "logistic":
+        return torch.log1p(torch.exp(-F * y))
+    return -torch.log_softmax(F, dim=1).gather(1, y[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("fused", [False, True])
+def test_alpha_trick_gradient_matches_direct_autograd(loss, fused, dtype):
+    if fused and loss == "cross_entropy":
+        pytest.skip("the fused path is the one-output OneHidden")
+    if fused and "cpu" not in fastdyn.available_backends():
+        pytest.skip("no compiled backend")
+    x, y, _, _ = stripe(p=23, d=4, dtype=dtype)
+    gen = torch.Generator().manual_seed(3)
+    if loss == "cross_entropy":
+        model = FCNet([4, 7, 3], act="tanh", dtype=dtype)
+        y = (torch.arange(23) % 3).long()
+    else:
+        model = OneHidden(4, 9, dtype=dtype, generator=gen)
+    initial = copy.deepcopy(model)
+    with torch.no_grad():  # move away from w0 so that F != 0
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))
+    alpha = 2.5
+    problem = _Problem(_Evaluator(initial, fused, "auto"), x, y, None, None, alpha, loss)
+    problem.evaluator = _Evaluator(model, fused, "auto")
+    F, value, grads = problem.objective(x, y, problem.f0)
+
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        f0 = initial(x)
+    F_ref = alpha * (reference(x).squeeze(-1) - f0.squeeze(-1)) if loss != "cross_entropy" else alpha * (reference(x) - f0)
+    L_ref = direct_loss(loss, F_ref, y).sum() / (x.shape[0] * alpha ** 2)
+    grads_ref = torch.autograd.grad(L_ref, list(reference.parameters()))
+    assert_close(F, F_ref.detach(), dtype)
+    assert math.isclose(value, float(L_ref.detach()), rel_tol=1e-9 if dtype == torch.float64 else 1e-4)
+    for g, g_ref in zip(grads, grads_ref):
+        assert_close(g, g_ref, dtype)
+
+
+def test_fast_path_gives_the_autograd_trajectory():
+    if "cpu" not in fastdyn.available_backends():
+        pytest.skip("no compiled backend")
+    x, y, xt, yt = stripe(p=60, d=4)
+    model = OneHidden(4, 33, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    runs = [train(model, x, y, alpha=0.5, x_test=xt, y_test=yt, max_steps=150, fused=f) for f in (False, True)]
+    slow, fast = runs
+    assert (slow.fused, fast.fused) == (False, True)
+    assert slow.step == fast.step == 150
+    assert [s.t for s in slow.snapshots] == pytest.approx([s.t for s in fast.snapshots], rel=1e-12)
+    for p, q in zip(slow.model.parameters(), fast.model.parameters()):
+        assert_close(q, p, torch.float64)
+    assert_close(fast.final.test_out, slow.final.test_out, torch.float64)
+
+
+def test_adaptive_flow_matches_fine_euler():
+    """Smooth tiny problem: the adaptive flow and fixed-step Euler (dt = 1e-3) agree at t = 1."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    y = torch.randn(6, dtype=torch.float64)
+    model = FCNet([2, 8, 1], act="tanh", dtype=torch.float64)
+    coarse = train(model, x, y, alpha=2.0, loss="mse", max_time=1.0, dt=1e-3, max_dgrad=1e-4, max_dout=1e-2)
+    result = train(model, x, y, alpha=2.0, loss="mse", max_time=1.0, dt=1e-3, max_dgrad=1e-6, max_dout=1e-2)
+    assert result.stop_reason == "time" and result.t == pytest.approx(1.0, abs=1e-12)
+
+    euler = copy.deepcopy(model)
+    with torch.no_grad():
+        f0 = euler(x)[:, 0].clone()
+    dt = 1e-3
+    for _ in range(1000):
+        F = 2.0 * (euler(x)[:, 0] - f0)
+        L = (0.5 * (F - y) ** 2).sum() / (6 * 2.0 ** 2)
+        grads = torch.autograd.grad(L, list(euler.parameters()))
+        with torch.no_grad():
+            for p, g in zip(euler.parameters(), grads):
+                p.sub_(dt * g)
+    moved = max(float((p - q).abs().max()) for p, q in zip(euler.parameters(), model.parameters()))
+    error = max(float((p - q).abs().max()) for p, q in zip(euler.parameters(), result.model.parameters()))
+    error_coarse = max(float((p - q).abs().max()) for p, q in zip(euler.parameters(), coarse.model.parameters()))
+    assert moved > 1e-2  # the weights did move
+    assert error < 5e-4 * moved, (error, moved)  # Euler's own error at dt = 1e-3 is ~1e-4 of the move
+    assert error < 0.2 * error_coarse  # a tighter max_dgrad converges to the flow
+    assert coarse.step < result.step < 1000  # and the adaptive step did grow
+
+
+def test_stops_when_every_margin_is_reached():
+    x, y, _, _ = data.gaussian_mixture(30, 3, separation=6.0, as_torch=True)
+    model = OneHidden(3, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    result = train(model, x, y, alpha=1.0, max_steps=5000)
+    assert result.stop_reason == "margins", result.message
+    assert result.final.unsatisfied == 0 and result.final.train_loss == 0
+    assert bool((result.final.train_out * y >= 1).all())
+    # One step before the end some margin was still below 1.
+    assert result.snapshots[-2].unsatisfied > 0
+
+
+def test_stops_at_step_time_and_loss_limits():
+    x, y, _, _ = stripe()
+    model = OneHidden(3, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert train(model, x, y, max_steps=7).step == 7
+    timed = train(model, x, y, max_time=3.3, dt=0.5)
+    assert timed.stop_reason == "time" and timed.t == pytest.approx(3.3)
+    lossy = train(model, x, y, loss="mse", min_loss=0.4, max_steps=10000)
+    assert lossy.stop_reason == "loss" and lossy.final.train_loss <= 0.4 < lossy.snapshots[-2].train_loss
+    assert train(model, x, y, max_steps=0).snapshots[0].t == 0
+
+
+def test_nan_stops_sgd_and_keeps_last_finite_state():
+    x, y, _, _ = stripe()
+    model = FCNet([3, 16, 1], act="relu", dtype=torch.float64)
+    result = train(model, x, y, loss="mse", dynamics="sgd", lr=1e6, max_steps=500)
+    assert result.stop_reason == "nonfinite", result.message
+    assert "NaN/Inf" in result.message
+    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
+    assert all(bool(torch.isfinite(s.train_out).all()) for s in result.snapshots)
+
+
+def test_sgd_with_momentum_learns_cross_entropy():
+    x, _, _, _ = stripe(p=60)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = FCNet([3, 32, 3], act="relu", dtype=torch.float64)
+    result = train(model, x, y, loss="cross_entropy", dynamics="sgd", lr=0.5, batch_size=16, momentum=0.9,
+                   max_steps=300, seed=1)
+    assert result.final.train_loss < 0.5 * result.snapshots[0].train_loss
+    assert result.t == pytest.approx(300 * 0.5)
+    again = train(model, x, y, loss="cross_entropy", dynamics="sgd", lr=0.5, batch_size=16, momentum=0.9,
+                  max_steps=300, seed=1)
+    assert torch.equal(again.final.train_out, result.final.train_out)  # batches are deterministic by seed
+
+
+def test_snapshots_are_log_spaced_and_record_observables():
+    x, y, xt, yt = stripe()
+    model = OneHidden(3, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def norm_beta(model, context):
+        calls.append(context.step)
+        assert context.train_out.shape == (40,) and context.x_test.shape == (50, 3)
+        return model.beta.detach().norm()
+
+    result = train(model, x, y, x_test=xt, y_test=yt, max_steps=400, snapshots_per_decade=3,
+                   observables={"beta_norm": norm_beta, "pair": lambda m, c: torch.ones(2) * c.t})
+    times = [s.t for s in result.snapshots]
+    assert times[0] == 0 and times == sorted(times) and len(calls) == len(times)
+    bins = [math.floor(3 * math.log10(t / times[1]) + 1e-9) for t in times[1:-1]]
+    assert bins == sorted(set(bins))  # at most one snapshot per third of a decade (the last is the end)
+    assert len(times) >= 6
+    history = result.history()
+    assert history["obs_beta_norm"].shape == (len(times),)
+    assert history["obs_pair"].shape == (len(times), 2)
+    assert history["w_omega"].shape == (len(times), 20, 3)
+    assert history["test_out"].shape == (len(times), 50)
+    assert float(result.snapshots[-1].observables["beta_norm"]) == pytest.approx(float(result.model.beta.norm()))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(alpha=0.0), "alpha"),
+    (dict(alpha=-1.0), "alpha"),
+    (dict(loss="l1"), "loss"),
+    (dict(dynamics="adam"), "dynamics"),
+    (dict(batch_size=0, dynamics="sgd"), "batch_size"),
+    (dict(fused=True), "fused"),
+    (dict(resume=True), "checkpoint"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    x, y, _, _ = stripe()
+    model = FCNet([3, 4, 1], dtype=torch.float64)
+    with pytest.raises(ValueError, match=match):
+        train(model, x, y, **kwargs)
+
+
+def test_bad_data_is_named():
+    model = OneHidden(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="p >= 1"):
+        train(model, torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
+    x, y, _, _ = stripe()
+    with pytest.raises(ValueError, match="y must have shape"):
+        train(model, x, y[:-1])
+    with pytest.raises(TypeError, match="float32"):
+        train(model, x.float(), y)
+    x_nan = x.clone()
+    x_nan[0, 0] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        train(model, x_nan, y)
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import sys, time, torch
+    sys.path.insert(0, {tests!r})
+    from test_train import resume_problem
+    from fastdyn.train import train
+    model, x, y, kwargs = resume_problem()
+    train(model, x, y, checkpoint={path!r}, checkpoint_every=40, resume=True,
+          callback=lambda state: time.sleep(0.002), **kwargs)
+""")
+
+
+def resume_problem():
+    torch.set_num_threads(1)
+    x, y, xt, yt = stripe(p=30)
+    model = OneHidden(3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    return model, x, y, dict(alpha=0.3, x_test=xt, y_test=yt, max_steps=1500, fused=False)
+
+
+def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
+    path = tmp_path / "run.pt"
+    script = RESUME_SCRIPT.format(tests=str(__import__("pathlib").Path(__file__).parent), path=str(path))
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 60
+        while not path.exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.01)
+        assert path.exists(), "no checkpoint written"
+        process.kill()
+    finally:
+        process.wait()
+    interrupted = torch.load(path, weights_only=False)
+    assert 0 < interrupted["step"] < 1500 and interrupted["stop_reason"] is None
+
+    model, x, y, kwargs = resume_problem()
+    resumed = train(model, x, y, checkpoint=path, resume=True, **kwargs)
+    straight = train(model, x, y, **kwargs)
+    assert resumed.step == straight.step == 1500
+    assert [s.step for s in resumed.snapshots] == [s.step for s in straight.snapshots]
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert_close(p, q, torch.float64)
+    assert_close(resumed.final.test_out, straight.final.test_out, torch.float64)
+    # A finished checkpoint is returned as it is; another problem is refused.
+    again = train(model, x, y, checkpoint=path, resume=True, **kwargs)
+    assert again.step == 1500 and again.stop_reason == "steps"
+    with pytest.raises(ValueError, match="different problem"):
+        train(model, x, -y, checkpoint=path, resume=True, **kwargs)
+
+
+def test_resume_sgd_continues_the_batch_stream(tmp_path):
+    x, y, _, _ = stripe(p=40)
+    model = FCNet([3, 8, 1], dtype=torch.float64)
+    kwargs = dict(loss="logistic", dynamics="sgd", lr=0.5, batch_size=8, momentum=0.5, seed=3)
+    straight = train(model, x, y, max_steps=60, **kwargs)
+    train(model, x, y, max_steps=25, checkpoint=tmp_path / "c.pt", **kwargs)
+    resumed = train(model, x, y, max_steps=60, checkpoint=tmp_path / "c.pt", resume=True, **kwargs)
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert_close(p, q, torch.float64)
