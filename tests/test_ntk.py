@@ -59,6 +59,17 @@ def test_symmetric_result_is_exactly_symmetric(cpu_backend, dtype):
     assert_close(kernel, ntk(model, x1, x1.clone(), backend=cpu_backend), dtype)
 
 
+@pytest.mark.parametrize("given_x2", [False, True], ids=["x2-None", "x2-given"])
+def test_many_row_blocks_and_threads(cpu_backend, given_x2):
+    """Enough points for several row blocks per thread (and the threaded path of the C++ kernel)."""
+    model, x1, x2 = make_case(torch.float64, n1=300, n2=150, d=4, h=60, scale="ntk")
+    x2 = x2 if given_x2 else None
+    kernel = ntk(model, x1, x2, backend=cpu_backend)
+    assert_close(kernel, ntk_jacobian_contraction(model, x1, x2), torch.float64)
+    if not given_x2:
+        assert torch.equal(kernel, kernel.T)
+
+
 @pytest.mark.parametrize("act", sorted(set(ACTIVATIONS) - {"relu"}))
 def test_other_activations_use_the_torch_closed_form(act):
     model, x1, x2 = make_case(torch.float64, act=act, scale="ntk")
@@ -88,8 +99,10 @@ def test_out_is_irrelevant_for_a_scalar_output():
 def test_wide_network_with_few_points_tiles_the_neurons(cpu_backend):
     """Width 1e5: the tile (hence the memory besides the N1 x N2 result) stays bounded, the result stays exact."""
     model, x1, x2 = make_case(torch.float64, n1=4, n2=3, d=5, h=100_000, scale="ntk")
-    assert ntk_module._tile(7, model.h, 8, ntk_module._CPU_TILE_BYTES, ntk_module._CPU_TILE_RANGE) <= 2048
-    assert ntk_module._tile(7, model.h, 8, ntk_module._CUDA_TILE_BYTES, ntk_module._CUDA_TILE_RANGE) <= 8192
+    for budget, bounds in ((ntk_module._CPU_TILE_BYTES, ntk_module._CPU_TILE_RANGE),
+                           (ntk_module._CUDA_TILE_BYTES, ntk_module._CUDA_TILE_RANGE)):
+        tiles = [ntk_module._tile(7, h, 8, budget, bounds) for h in (model.h, 10 * model.h, 100 * model.h)]
+        assert tiles[0] < model.h and len(set(tiles)) == 1  # the same tile, whatever the width
     assert_close(ntk(model, x1, x2, backend=cpu_backend), ntk_jacobian_contraction(model, x1, x2), torch.float64)
 
 

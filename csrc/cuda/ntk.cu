@@ -46,7 +46,7 @@ __global__ void relu_tile_kernel(const T* __restrict__ x, long p, long d, const 
 
 enum class Epilogue { kStore, kAccumulate, kCombine };
 
-// One product per z-slice: z = 0 uses (at, bt_or_at2, c), z = 1 uses (at_z1, bt_z1, c_z1).
+// Launch arguments; blockIdx.z = p computes c[p] (+)= alpha a[p]^T b[p] (p = 0 only for the combine).
 template <typename T>
 struct GemmArgs {
   const T* a[2];  // (k x m), leading dimension m
@@ -64,9 +64,10 @@ template <typename T, Epilogue kMode>
 __global__ void __launch_bounds__(kGemmThreads) gemm_tn_kernel(GemmArgs<T> args) {
   const int row_block = blockIdx.y, col_block = blockIdx.x;
   if (args.symmetric && row_block > col_block) return;  // strictly below the diagonal: mirrored later
-  const T* __restrict__ a = args.a[blockIdx.z];
-  const T* __restrict__ b = args.b[blockIdx.z];
-  T* __restrict__ c = args.c[blockIdx.z];
+  const bool second = blockIdx.z == 1;  // selects without dynamic indexing, which would copy args to local memory
+  const T* __restrict__ a = second ? args.a[1] : args.a[0];
+  const T* __restrict__ b = second ? args.b[1] : args.b[0];
+  T* __restrict__ c = second ? args.c[1] : args.c[0];
   const long m = args.m, n = args.n, k = args.k;
   const long row0 = static_cast<long>(row_block) * kBlock, col0 = static_cast<long>(col_block) * kBlock;
 
