@@ -99,9 +99,9 @@ def is_structured(model: nn.Module) -> bool:
 
 
 def _activation_derivative(module: nn.Module, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """phi'(g) for the activation ``module``, given its input g and output y = phi(g) (a bool mask for ReLU)."""
+    """phi'(g) for the activation ``module``, given its input g and output y = phi(g)."""
     if isinstance(module, nn.ReLU):
-        return g > 0
+        return torch.sign(y)  # 1[g > 0] in one pass, since y = relu(g) >= 0
     if isinstance(module, nn.LeakyReLU):
         return torch.where(g > 0, torch.ones_like(g), torch.full_like(g, module.negative_slope))
     if isinstance(module, nn.Tanh):
@@ -146,7 +146,7 @@ def _gram(a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     if a.device.type == "cpu":
         # torch.mm does a full GEMM for a @ a.T; numpy's matmul recognises the pattern and calls BLAS syrk
         # (half the flops) and mirrors the triangle, so the result is exactly symmetric. Zero-copy views.
-        a_np = np.ascontiguousarray(a.numpy())
+        a_np = np.ascontiguousarray(a.detach().numpy())
         return torch.from_numpy(a_np @ a_np.T)
     g = a @ a.T
     return torch.triu(g) + torch.triu(g, 1).T
@@ -233,11 +233,12 @@ def _accumulate(result: torch.Tensor, features: Callable[[torch.Tensor], list[_T
                     _add_term_block(result[si, si], term, None, out, n_out)
                 continue
             tj = column_terms(j)
-            block = torch.zeros(result[si, sj].shape, dtype=result.dtype, device=result.device)
+            # With x2=None the block is also added, transposed, below the diagonal; else straight into result.
+            block = torch.zeros_like(result[si, sj]) if x2 is None else result[si, sj]
             for a, b in zip(ti, tj):
                 _add_term_block(block, a, b, out, n_out)
-            result[si, sj] += block
             if x2 is None:
+                result[si, sj] += block
                 result[sj, si] += block.transpose(0, 1).transpose(2, 3) if block.ndim == 4 else block.transpose(0, 1)
         if x2 is None:
             stored.pop(i, None)  # row chunk i is never a column again
@@ -261,21 +262,27 @@ def _check_out(out: str) -> None:
 
 def _mlp_terms(layers: list[nn.Module], x: torch.Tensor) -> list[_Term]:
     """One forward and one explicit backward of the MLP on a chunk x (c, d_in): a term per linear layer."""
+    # Elementwise passes over (c, width) arrays cost as much as a GEMM here, so tensors this function made
+    # itself ("owned") are updated in place; x and views of the weights never are.
     tape: list[tuple[nn.Module, torch.Tensor]] = []  # (linear, its input) or (activation, phi'(its input))
-    h = x
+    h, owned = x, False
     for module in layers:
         if isinstance(module, nn.Identity):
             continue
         if isinstance(module, nn.Linear):
             tape.append((module, h))
-            h = torch.nn.functional.linear(h, module.weight, module.bias)
+            h, owned = torch.nn.functional.linear(h, module.weight, module.bias), True
+        elif isinstance(module, nn.ReLU):
+            h = torch.relu_(h) if owned else torch.relu(h)  # the pre-activation is not needed afterwards
+            tape.append((module, _activation_derivative(module, h, h)))
+            owned = True
         else:
-            y = module(h)
+            y = module(h.clone() if getattr(module, "inplace", False) else h)
             tape.append((module, _activation_derivative(module, h, y)))
-            h = y
+            h, owned = y, True
     linears_left = sum(isinstance(m, nn.Linear) for m, _ in tape)
     terms: list[_Term] = []
-    delta = None  # df/d(current tensor), (c, O, width); None = identity
+    delta, owned = None, False  # df/d(current tensor), (c, O, width); None = identity
     for module, saved in reversed(tape):
         if linears_left == 0:
             break
@@ -285,14 +292,16 @@ def _mlp_terms(layers: list[nn.Module], x: torch.Tensor) -> list[_Term]:
             if linears_left:
                 w = module.weight.detach()
                 if delta is None:
-                    delta = w.unsqueeze(0).expand(x.shape[0], -1, -1)  # a view; the next product copies
+                    delta, owned = w.unsqueeze(0).expand(x.shape[0], -1, -1), False  # a view of the weights
                 else:
                     c, n_out, width = delta.shape
-                    delta = (delta.reshape(c * n_out, width) @ w).reshape(c, n_out, -1)
+                    delta, owned = (delta.reshape(c * n_out, width) @ w).reshape(c, n_out, -1), True
         elif delta is None:
-            delta = torch.diag_embed(saved.to(x.dtype))
+            delta, owned = torch.diag_embed(saved), True
+        elif owned:
+            delta.mul_(saved[:, None, :])
         else:
-            delta = delta * saved[:, None, :]
+            delta, owned = delta * saved[:, None, :], True
     return terms
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_close
+from conftest import assert_close, requires_cuda
 from fastdyn._ntk_structured import generic_ntk, is_structured, structured_ntk
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
 from fastdyn.reference.ntk import ntk_jacobian_contraction
@@ -16,11 +16,20 @@ def _inputs(d, n1, n2, dtype, seed=0):
     return (torch.randn(n1, d, generator=gen, dtype=dtype), torch.randn(n2, d, generator=gen, dtype=dtype))
 
 
+def _from_full(full, out):
+    """The reference's "trace"/"diagonal" from its "full" result (one torch.func call per case)."""
+    if full.ndim == 2 or out == "full":
+        return full
+    diagonal = full.diagonal(dim1=-2, dim2=-1)
+    return diagonal.sum(-1) if out == "trace" else diagonal
+
+
 def _check_all(fn, model, x1, x2, dtype, **kw):
     """fn against the reference for every out, with x2 given and x2=None (then exactly symmetric)."""
     for second in (x2, None):
+        full = ntk_jacobian_contraction(model, x1, second, "full")
         for out in OUTS:
-            expected = ntk_jacobian_contraction(model, x1, second, out)
+            expected = _from_full(full, out)
             actual = fn(model, x1, second, out, **kw)
             assert actual.dtype == dtype
             assert_close(actual, expected, dtype)
@@ -29,10 +38,14 @@ def _check_all(fn, model, x1, x2, dtype, **kw):
                 assert torch.equal(actual, actual.permute(perm))
 
 
-@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("hidden", [1, 2, 3])
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("n_out", [1, 3])
+# Every activation with 1 and 3 hidden layers, bias on and off, 1 and 3 outputs (a covering subset of the product).
+FCNET_CASES = [(act, hidden, bias, n_out) for act in sorted(ACTIVATIONS)
+               for hidden, bias, n_out in ((1, True, 1), (1, False, 3), (3, True, 3), (3, False, 1))]
+FCNET_CASES += [(act, 2, bias, 2) for act in ("relu", "softplus") for bias in (True, False)]
+FCNET_CASES += [("relu", 0, True, 3), ("relu", 0, False, 1)]  # a single linear layer
+
+
+@pytest.mark.parametrize("act,hidden,bias,n_out", FCNET_CASES)
 def test_structured_fcnet(act, hidden, bias, n_out, dtype):
     torch.manual_seed(hidden)
     model = FCNet([5] + [7, 6, 9][:hidden] + [n_out], act, bias, dtype=dtype)
@@ -80,7 +93,7 @@ def test_small_blocks_match_one_block(fn, n_out, dtype):
     torch.manual_seed(3)
     model = FCNet([4, 5, 6, n_out], "tanh", dtype=dtype)
     x1, x2 = _inputs(4, 11, 7, dtype)
-    _check_all(fn, model, x1, x2, dtype, block_bytes=300 if fn is structured_ntk else 1500)
+    _check_all(fn, model, x1, x2, dtype, block_bytes=300 if fn is structured_ntk else 3000)
 
 
 @pytest.mark.parametrize("fn", [structured_ntk, generic_ntk])
@@ -114,15 +127,16 @@ class TinyConv(nn.Module):
         return self.head(torch.relu(self.conv(x.unsqueeze(1))).flatten(1))
 
 
-@pytest.mark.parametrize("make", [lambda dt: Residual(4, 5, dt), lambda dt: TinyConv(dt)], ids=["residual", "conv1d"])
+@pytest.mark.parametrize("make", [lambda dt: Residual(4, 5, dt), lambda dt: TinyConv(dt),
+                                  lambda dt: OneHidden(4, 6, "tanh", dtype=dt)], ids=["residual", "conv1d", "onehidden"])
 def test_generic_custom_modules(make, dtype):
     torch.manual_seed(4)
     model = make(dtype)
     assert not is_structured(model)
-    d = 4 if isinstance(model, Residual) else 8
+    d = 8 if isinstance(model, TinyConv) else 4
     x1, x2 = _inputs(d, 6, 5, dtype)
     _check_all(generic_ntk, model, x1, x2, dtype)
-    _check_all(generic_ntk, model, x1, x2, dtype, block_bytes=1500)  # several parameter groups and chunks
+    _check_all(generic_ntk, model, x1, x2, dtype, block_bytes=3000)  # several parameter groups and chunks
 
 
 def test_generic_without_parameters():
@@ -169,3 +183,33 @@ def test_bad_arguments():
     for fn in (structured_ntk, generic_ntk):
         with pytest.raises(ValueError, match="out"):
             fn(model, x, None, "sum")
+
+
+@requires_cuda
+@pytest.mark.parametrize("fn", [structured_ntk, generic_ntk])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_cuda_matches_reference(fn, n_out, dtype):
+    torch.manual_seed(5)
+    model = FCNet([5, 9, 7, n_out], "gelu", dtype=dtype)
+    x1, x2 = _inputs(5, 13, 6, dtype)
+    expected = {(second is None, out): _from_full(ntk_jacobian_contraction(model, x1, second, "full"), out)
+                for second in (x2, None) for out in OUTS}
+    model.cuda()
+    for second in (x2, None):
+        for out in OUTS:
+            actual = fn(model, x1.cuda(), None if second is None else second.cuda(), out)
+            assert actual.is_cuda
+            assert_close(actual, expected[second is None, out], dtype)
+            if second is None and actual.ndim == 2:
+                assert torch.equal(actual, actual.T)
+
+
+def test_structured_inplace_activations_leave_inputs_alone(dtype):
+    torch.manual_seed(6)
+    plain = nn.Sequential(nn.LeakyReLU(0.1), nn.Linear(3, 5, dtype=dtype), nn.ReLU(), nn.Linear(5, 2, dtype=dtype))
+    inplace = nn.Sequential(nn.LeakyReLU(0.1, inplace=True), plain[1], nn.ReLU(inplace=True), plain[3])
+    x1, _ = _inputs(3, 6, 1, dtype)
+    before = x1.clone()
+    actual = structured_ntk(inplace, x1, None, "full")
+    assert torch.equal(x1, before)
+    assert_close(actual, ntk_jacobian_contraction(plain, x1, None, "full"), dtype)
