@@ -147,19 +147,19 @@ def _check_kernel(K: torch.Tensor, symmetry_tol: float | None) -> torch.Tensor:
         raise ValueError(f"K must be square (N, N), got shape {tuple(K.shape)}")
     if K.numel() == 0:
         raise ValueError(f"K is empty (shape {tuple(K.shape)}); give at least one 1 x 1 matrix")
-    check_finite("K", K)
     K3 = K if K.ndim == 3 else K.unsqueeze(0)
     tol = _SYMMETRY_TOL[K.dtype] if symmetry_tol is None else float(symmetry_tol)
     n = K3.shape[-1]
     step = max(1, _SYMMETRY_CHUNK // n)
     for b in range(K3.shape[0]):
-        scale = float(K3[b].abs().amax())
-        worst = 0.0
-        for start in range(0, n, step):
+        where = f"K[{b}]" if K.ndim == 3 else "K"
+        worst = scale = 0.0
+        for start in range(0, n, step):  # row blocks, so no temporary as large as K
             rows = K3[b, start:start + step]
+            check_finite(where, rows)
+            scale = max(scale, float(rows.abs().amax()))
             worst = max(worst, float((rows - K3[b, :, start:start + step].T).abs().amax()))
         if worst > tol * scale:
-            where = f"K[{b}]" if K.ndim == 3 else "K"
             raise ValueError(
                 f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
                 "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
