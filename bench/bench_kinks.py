@@ -4,8 +4,13 @@
 * torch formulation: the same maths as chunked GEMMs + masks (``fastdyn.reference.onehidden.gradient`` with the
   chunk size that ran fastest here, 2^24 mask entries), then the same chain rule.
 * autograd route: what a torch user writes: per chunk of neurons, backward of sum(g * f(x)), then
-  ``torch.func.jvp`` of z(omega, b) along the gradient-flow velocities. Run at p = 1e3 (a tenth of the work) and
-  compared with fastdyn at that same size.
+  ``torch.func.jvp`` of z(omega, b) along the gradient-flow velocities (same size).
+* fastdyn again at p = 1e3, for the time per neuron-point pair at two sizes.
+
+Each timing is the best round's wall time and, beside it, its process CPU time (both threads): on a machine
+shared with other jobs the CPU-time ratio is the steadier one.
+
+* attractors: the fused C++ pattern-key kernel against the torch path of the same function.
 
 Ratios print at the end of the baseline benchmarks; the extra peak memory of one call is measured in a fresh
 subprocess (peak RSS during the call minus RSS before it). Run:
@@ -16,6 +21,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -29,6 +35,7 @@ P_SMALL = 1_000
 TORCH_CHUNK = 1 << 24
 AUTOGRAD_CHUNK = 4096
 _seconds: dict[str, float] = {}
+_cpu_seconds: dict[str, float] = {}
 
 HAS_CUDA = "cuda" in fastdyn.available_backends()
 
@@ -67,9 +74,28 @@ def autograd_velocities(model, x, g):
 
 
 def run_once(benchmark, key, fn, *args, rounds=1):
-    result = benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=0)
+    """benchmark.pedantic; records the best wall time and the best process CPU time under ``key``."""
+    cpu = []
+
+    def timed(*a):
+        start = time.process_time()
+        out = fn(*a)
+        cpu.append(time.process_time() - start)
+        return out
+
+    result = benchmark.pedantic(timed, args=args, rounds=rounds, iterations=1, warmup_rounds=0)
     _seconds[key] = benchmark.stats.stats.min
+    _cpu_seconds[key] = min(cpu)
     return result
+
+
+def timing(key):
+    return f"{_seconds[key]:.3f} s wall ({_cpu_seconds[key]:.3f} s CPU)"
+
+
+def ratio(slow, fast, target=None):
+    wall, cpu = _seconds[slow] / _seconds[fast], _cpu_seconds[slow] / _cpu_seconds[fast]
+    return f"{wall:.1f}x wall, {cpu:.1f}x CPU time" + (f" (target >= {target}x)" if target else "")
 
 
 def extra_peak_mb(route: str, h: int, p: int) -> float:
@@ -95,7 +121,7 @@ def test_fastdyn_velocities(benchmark):
     model, x, g = problem(H, P)
     run_once(benchmark, "fastdyn", lambda: kinks.velocities(model, x, g, backend="cpu"), rounds=3)
     mb = extra_peak_mb("fastdyn", H, P)
-    print(f"\nfastdyn kinks.velocities h={H} p={P} d={D} fp32: {_seconds['fastdyn']:.3f} s, "
+    print(f"\nfastdyn kinks.velocities h={H} p={P} d={D} fp32: {timing('fastdyn')}, "
           f"extra peak memory {mb:.1f} MB (target < 100 MB)")
 
 
@@ -105,31 +131,46 @@ def test_torch_formulation(benchmark):
     z_dot = run_once(benchmark, "torch", torch_velocities, model, x, g)
     err = float((z_dot - expected).abs().max() / expected.abs().max())
     mb = extra_peak_mb("torch", H, P)
-    print(f"\ntorch chunked GEMM+mask h={H} p={P}: {_seconds['torch']:.2f} s, extra peak memory {mb:.0f} MB, "
+    print(f"\ntorch chunked GEMM+mask h={H} p={P}: {timing('torch')}, extra peak memory {mb:.0f} MB, "
           f"max rel. difference {err:.1e}")
     if "fastdyn" in _seconds:
-        print(f"speed-up fastdyn vs torch formulation: {_seconds['torch'] / _seconds['fastdyn']:.1f}x (target >= 10x)")
+        print(f"speed-up fastdyn vs torch formulation: {ratio('torch', 'fastdyn', 10)}")
+
+
+def test_autograd_route(benchmark):
+    model, x, g = problem(H, P)
+    expected = kinks.velocities(model, x, g, backend="cpu")
+    z_dot = run_once(benchmark, "autograd", autograd_velocities, model, x, g)
+    err = float((z_dot - expected).abs().max() / expected.abs().max())
+    print(f"\nautograd route h={H} p={P}: {timing('autograd')}, max rel. difference {err:.1e}")
+    if "fastdyn" in _seconds:
+        print(f"speed-up fastdyn vs autograd route: {ratio('autograd', 'fastdyn', 20)}")
 
 
 def test_fastdyn_velocities_small(benchmark):
     model, x, g = problem(H, P_SMALL)
     run_once(benchmark, "fastdyn_small", lambda: kinks.velocities(model, x, g, backend="cpu"), rounds=5)
-    print(f"\nfastdyn h={H} p={P_SMALL}: {_seconds['fastdyn_small']:.3f} s")
+    print(f"\nfastdyn h={H} p={P_SMALL}: {timing('fastdyn_small')}")
     if "fastdyn" in _seconds:
-        per_pair = [_seconds[k] / (H * p) * 1e9 for k, p in (("fastdyn_small", P_SMALL), ("fastdyn", P))]
-        print(f"time per 1e9 neuron-point pairs: {per_pair[0]:.3f} s at h*p={H * P_SMALL:.0e}, "
+        per_pair = [_cpu_seconds[k] / (H * p) * 1e9 for k, p in (("fastdyn_small", P_SMALL), ("fastdyn", P))]
+        print(f"CPU time per 1e9 neuron-point pairs: {per_pair[0]:.3f} s at h*p={H * P_SMALL:.0e}, "
               f"{per_pair[1]:.3f} s at h*p={H * P:.0e} (linear in h*p when equal)")
 
 
-def test_autograd_route(benchmark):
-    model, x, g = problem(H, P_SMALL)
-    expected = kinks.velocities(model, x, g, backend="cpu")
-    z_dot = run_once(benchmark, "autograd", autograd_velocities, model, x, g)
-    err = float((z_dot - expected).abs().max() / expected.abs().max())
-    print(f"\nautograd route h={H} p={P_SMALL}: {_seconds['autograd']:.2f} s, max rel. difference {err:.1e}")
-    if "fastdyn_small" in _seconds:
-        print(f"speed-up fastdyn vs autograd route (same size): "
-              f"{_seconds['autograd'] / _seconds['fastdyn_small']:.1f}x (target >= 20x)")
+def test_attractors_cpu(benchmark):
+    model, x, _ = problem(H, P)
+    found = run_once(benchmark, "attractors", lambda: kinks.attractors(model, x, backend="cpu"), rounds=3)
+    print(f"\nfastdyn kinks.attractors (cpu) h={H} p={P}: {timing('attractors')}, "
+          f"{found.n_attractors} attractors, {found.n_dead} dead")
+
+
+def test_attractors_torch(benchmark):
+    model, x, _ = problem(H, P)
+    found = run_once(benchmark, "attractors_torch", lambda: kinks.attractors(model, x, backend="torch"))
+    print(f"\ntorch path (chunked masks, packbits, BLAKE2b) h={H} p={P}: {timing('attractors_torch')}, "
+          f"{found.n_attractors} attractors")
+    if "attractors" in _seconds:
+        print(f"speed-up fastdyn attractors cpu vs torch path: {ratio('attractors_torch', 'attractors')}")
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and fastdyn._cuda")
@@ -149,8 +190,6 @@ def test_cuda_velocities_vs_torch(benchmark):
 
     fastdyn_cuda()
     run_once(benchmark, "cuda", fastdyn_cuda, rounds=3)
-    import time
-
     start = time.perf_counter()
     torch_cuda()
     baseline = time.perf_counter() - start

@@ -1,5 +1,9 @@
 """Fused kernels of the one-hidden-layer ReLU network (:class:`fastdyn.models.OneHidden`).
 
+* :func:`forward` — f(x), parallel over points.
+* :func:`gradient` — the parameter gradient of sum_i g_i f(x_i) (g = dL/df), parallel over neurons; the kink
+  velocities of :mod:`fastdyn.kinks` and gradient-flow training build on it.
+
 Each entry point validates its inputs once, picks a backend (see :mod:`fastdyn._backends`) and runs the same
 maths in C++/OpenMP, CUDA, Numba or plain torch, never forming a points x neurons matrix in the compiled paths.
 """

@@ -285,7 +285,10 @@ def plot_kink_panels(panels, *, limit: float | None = None, dims=(0, 1), size: f
 def plot_field(x, g, *, beta: float = 1.0, b: float = 1.0, scale: float = 1.0, limit: float = 3.0, n: int = 41,
                ax=None):
     """Stream plot of :func:`field` on an n x n grid of [-limit, limit]^2 for d = 2 data (the seed's p = 1
-    picture); the data points are drawn as crosses. Returns the Axes (new Agg-safe Figure when ``ax`` is None)."""
+    picture); data points are drawn as crosses, and dashed the circles ||z||^2 = z . x_i where the neurons switch
+    on or off. Returns the Axes (new Agg-safe Figure when ``ax`` is None)."""
+    from matplotlib.patches import Circle
+
     x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
     g = np.asarray(g.detach().cpu() if isinstance(g, torch.Tensor) else g, dtype=float)
     if x.ndim != 2 or x.shape[1] != 2:
@@ -299,7 +302,11 @@ def plot_field(x, g, *, beta: float = 1.0, b: float = 1.0, scale: float = 1.0, l
         ax = Figure(figsize=(4, 4)).add_subplot()
     u, v = velocity[:, 0].reshape(n, n), velocity[:, 1].reshape(n, n)
     ax.streamplot(grid_x, grid_y, u, v, color=np.hypot(u, v), cmap="viridis", density=1.2)
+    for point in x:  # the boundary ||z||^2 = z . x: circle on the diameter [0, x]
+        ax.add_patch(Circle(point / 2, np.linalg.norm(point) / 2, fill=False, ls="--", color="0.5"))
     ax.scatter(x[:, 0], x[:, 1], marker="x", c="red")
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")

@@ -354,3 +354,12 @@ def test_attractors_patterns_one_bit_apart(backend):
     assert found.n_attractors == p - 1 and found.n_dead == 0
     assert np.array_equal(found.labels, np.tile(np.arange(p - 1), 2))
     assert np.all(found.sizes == 2)
+
+
+def test_velocities_numpy_in_numpy_out(cpu_backend):
+    model, x, g = make_problem(13, 3, 37, torch.float64)
+    out = kinks.velocities(model, x.numpy(), g.numpy(), backend=cpu_backend, return_parameters=True,
+                           return_degenerate=True)
+    assert len(out) == 5 and all(isinstance(a, np.ndarray) for a in out)
+    assert_close(out[0], autograd_kink_velocity(model, x, g), torch.float64)
+    assert out[4].dtype == bool and not out[4].any()

@@ -6,7 +6,7 @@
 //   grad_omega_n = scale beta_n sum_i g_i a_n(x_i) x_i / sqrt(d),  grad_b_n = scale beta_n sum_i g_i a_n(x_i),
 //   grad_beta_n = scale sum_i g_i relu(pre_n(x_i)).
 // Parallel over tiles of one SIMD register of neurons (16 in fp32, 8 in fp64); a tile keeps its weights and
-// accumulators in registers and streams the points, blocked so a block of x stays in L2. Memory O((h + p) d).
+// accumulators in registers and streams the points, in blocks of x that stay in L2. Memory O((h + p) d).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -198,16 +198,22 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
     for (long k = 0; k < stride; ++k) acc[t * stride + k] = V{};
   }
   const long block = std::max<long>(256, kBlockBytes / static_cast<long>(sizeof(T) * d));
+  // Groups of up to 8 tiles share each block of x while it is in cache; groups are handed out dynamically, so a
+  // thread the OS delays (shared machines) does not hold up the others.
+  const long group = std::max<long>(1, std::min<long>(8, tiles / (4L * omp_get_max_threads())));
+  const long groups = (tiles + group - 1) / group;
 #pragma omp parallel
   {
     std::vector<V> scratch(static_cast<size_t>(d > kMaxRegisterD ? 2 * kRun : 0));
-    for (long i0 = 0; i0 < p; i0 += block) {
-      const long i1 = std::min(p, i0 + block);
-      // static schedule with the same trip count: each tile stays with one thread across point blocks
-#pragma omp for schedule(static) nowait
-      for (long t = 0; t < tiles; ++t)
-        gradient_tile<T, kMaxRegisterD>(x, g, i0, i1, d, weights.data() + t * d, biases[t],
-                                                 acc.data() + t * stride, scratch.data());
+#pragma omp for schedule(dynamic)
+    for (long q = 0; q < groups; ++q) {
+      const long t_end = std::min(tiles, (q + 1) * group);
+      for (long i0 = 0; i0 < p; i0 += block) {
+        const long i1 = std::min(p, i0 + block);
+        for (long t = q * group; t < t_end; ++t)
+          gradient_tile<T, kMaxRegisterD>(x, g, i0, i1, d, weights.data() + t * d, biases[t],
+                                          acc.data() + t * stride, scratch.data());
+      }
     }
   }
 #pragma omp parallel for schedule(static)
@@ -236,7 +242,7 @@ void onehidden_pattern_keys(const T* x, const T* omega, const T* b, std::uint64_
 #pragma omp parallel
   {
     std::vector<V> w(static_cast<size_t>(d));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 16)
     for (long t = 0; t < tiles; ++t) {
       const V zero = V{};
       V bias = zero - T(1);

@@ -91,15 +91,16 @@ __global__ void onehidden_gradient_kernel(const T* __restrict__ x, const T* __re
       } else {
         for (long k = 0; k < d; ++k) pre += omega[n * d + k] * inv_sqrt_d * xi[k];
       }
-      if (pre > T(0)) {
-        const T gi = tile_g[i];
-        if constexpr (MaxD > 0) {
+      if constexpr (MaxD > 0) {  // branch-free: no warp divergence on the activation
+        const T gated = pre > T(0) ? tile_g[i] : T(0);
 #pragma unroll
-          for (int k = 0; k < MaxD; ++k)
-            if (k < d) part[k] += gi * xi[k];
-        } else {
-          for (long k = 0; k < d; ++k) row[k] += gi * xi[k];
-        }
+        for (int k = 0; k < MaxD; ++k)
+          if (k < d) part[k] += gated * xi[k];
+        part_b += gated;
+        part_beta += gated * pre;
+      } else if (pre > T(0)) {  // global-memory row: skip the writes of inactive points
+        const T gi = tile_g[i];
+        for (long k = 0; k < d; ++k) row[k] += gi * xi[k];
         part_b += gi;
         part_beta += gi * pre;
       }
