@@ -54,6 +54,8 @@ def test_learning_curves(results):
             assert np.isfinite(summary[f"{name}_beta_{method}"])
     # stripe: the feature network beats the lazy one at the largest p (compression of the x_perp directions)
     assert summary["stripe_err_feature_largest_p"] < summary["stripe_err_lazy_largest_p"]
+    # sphere: nothing to compress, the lazy network is at least as good
+    assert summary["sphere_err_lazy_largest_p"] <= summary["sphere_err_feature_largest_p"]
     assert summary["beta_theory_stripe_lazy"] == pytest.approx(5 / 13)
 
 
@@ -90,8 +92,11 @@ def test_intrinsic_dimension(results):
         assert 3 < summary[f"{name}_input_id"] < 7  # Gaussian inputs in d = 5
         # the lazy representation keeps the input's dimension (it is nearly the initial linear map)
         assert summary[f"{name}_lazy_id_end"] == pytest.approx(summary[f"{name}_lazy_id_init"], rel=0.1)
-    # compression: the stripe's feature representation loses dimensions
-    assert summary["stripe_feature_id_end"] < summary["stripe_feature_id_init"] - 0.5
+    # compression: the stripe's feature representation concentrates its variance on one direction (x_par), which
+    # the sphere's does not (TwoNN, blind to a linear squeeze at this small size, is only checked to stay <= d)
+    assert summary["stripe_feature_id_end"] < 5.5
+    assert summary["stripe_feature_pc1_variance_end"] > summary["stripe_feature_pc1_variance_init"] + 0.2
+    assert summary["stripe_feature_pc1_variance_end"] > summary["sphere_feature_pc1_variance_end"] + 0.2
 
 
 def test_kinks(results):

@@ -39,6 +39,15 @@ def _id_observable(model, context) -> float:
     return intrinsic_dimension(_representation(model, context.x_test))
 
 
+def _pc1_observable(model, context) -> float:
+    """Fraction of the representation's variance along its first principal component (a scale-aware companion
+    of TwoNN, which is blind to a linear squeeze: a full-rank linear image of d-dimensional data stays d-dimensional
+    at the nearest-neighbour scale)."""
+    features = _representation(model, context.x_test)
+    singular = torch.linalg.svdvals(features - features.mean(0))
+    return float(singular[0] ** 2 / (singular ** 2).sum())
+
+
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     with common.threads(config["threads"]):
         return _run(config, out, progress)
@@ -53,12 +62,16 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
         summary[f"{name}_input_id"] = intrinsic_dimension(split.x_test)
         for regime in ("feature", "lazy"):
             result = common.fit(model, split, config[f"alpha_{regime}"], config, record_weights=False,
-                                observables={"id": _id_observable})
+                                observables={"id": _id_observable, "pc1": _pc1_observable})
             history = result.history()
             ids = history["obs_id"]
-            curves.append({"dataset": name, "regime": regime, "t": history["t"].tolist(), "id": ids.tolist()})
+            pc1 = history["obs_pc1"]
+            curves.append({"dataset": name, "regime": regime, "t": history["t"].tolist(), "id": ids.tolist(),
+                           "pc1": pc1.tolist()})
             summary[f"{name}_{regime}_id_init"] = float(ids[0])
             summary[f"{name}_{regime}_id_end"] = float(ids[-1])
+            summary[f"{name}_{regime}_pc1_variance_init"] = float(pc1[0])
+            summary[f"{name}_{regime}_pc1_variance_end"] = float(pc1[-1])
             summary[f"{name}_{regime}_test_err"] = result.final.test_err
             summary[f"{name}_{regime}_stop_reason"] = result.stop_reason
             if regime == "feature":
@@ -80,18 +93,18 @@ def _top_components(features: torch.Tensor) -> np.ndarray:
 
 
 def _plot(out: Path, curves, clouds, summary, config) -> None:
-    fig, axes = common.new_figure(1)
-    ax = axes[0, 0]
+    fig, axes = common.new_figure(2)
     colours = dict(zip(config["datasets"], ("C0", "C1", "C2")))
-    for curve in curves:
-        t = np.asarray(curve["t"])
-        keep = t > 0
-        ax.semilogx(t[keep], np.asarray(curve["id"])[keep], "-" if curve["regime"] == "feature" else ":",
-                    color=colours[curve["dataset"]], label=f"{curve['dataset']}, {curve['regime']}")
-    ax.set_xlabel("time t")
-    ax.set_ylabel("TwoNN intrinsic dimension")
-    ax.set_title(f"hidden pre-activations, p={config['p']}, h={config['h']}")
-    ax.legend(fontsize=7)
+    for ax, key, ylabel in zip(axes[0], ("id", "pc1"), ("TwoNN intrinsic dimension", "variance fraction on PC 1")):
+        for curve in curves:
+            t = np.asarray(curve["t"])
+            keep = t > 0
+            ax.semilogx(t[keep], np.asarray(curve[key])[keep], "-" if curve["regime"] == "feature" else ":",
+                        color=colours[curve["dataset"]], label=f"{curve['dataset']}, {curve['regime']}")
+        ax.set_xlabel("time t")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"hidden pre-activations, p={config['p']}, h={config['h']}")
+        ax.legend(fontsize=7)
     common.save_figure(fig, out, "intrinsic_dimension.png")
 
     fig, axes = common.new_figure(len(clouds), width=3.4, height=3.2)

@@ -56,7 +56,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
         for title, network in stages:
             groups = kinks.attractors(network, split.x)
             z = kinks.positions(network, eps=1e-12)
-            panels.append((f"{name} {title}\nA={groups.n_attractors}", z.detach(), groups.labels))
+            panels.append((f"{name} {title}, A={groups.n_attractors}", z.detach(), groups.labels))
             stage_rows.append({"dataset": name, "stage": title, "attractors": groups.n_attractors,
                                "dead": groups.n_dead})
             summary[f"{name}_{title.split()[0].strip('()')}_attractors"] = groups.n_attractors
@@ -151,5 +151,7 @@ def _plot_field(out: Path) -> None:
     fig, axes = common.new_figure(2, width=3.6, height=3.6)
     for ax, b in zip(axes[0], (1.0, -1.0)):
         kinks.plot_field(x, g, beta=1.0, b=b, limit=3.0, n=41, ax=ax)
+        ax.set_xlim(-3.0, 3.0)
+        ax.set_ylim(-3.0, 3.0)
         ax.set_title(f"p=1 field z_dot, beta=1, b={b:+g}")
     common.save_figure(fig, out, "field_p1.png")
