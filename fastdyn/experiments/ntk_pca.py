@@ -64,6 +64,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             vectors = np.asarray(decomposition.eigenvectors[index])
             spectra[key] = {"eigenvalues": values / values.sum(), "projections": decomposition.projections[index],
                             "cumulative": decomposition.cumulative[index],
+                            "alignment": float(decomposition.alignment[index]),
                             "mutual_information": mutual_information(vectors[:, :TOP], y, k=5)}
         summary[f"{regime}_test_err"] = result.final.test_err
         summary[f"{regime}_stop_reason"] = result.stop_reason
@@ -71,8 +72,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             print(f"[ntk-pca] {regime}: alignment {over_time[regime]['alignment'][0]:.3f} -> "
                   f"{over_time[regime]['alignment'][-1]:.3f}, test_err={result.final.test_err:.3f}", flush=True)
     for key, spectrum in spectra.items():
-        summary[f"{key}_alignment"] = float(over_time[key.split("_")[0] if key != "init" else "feature"]
-                                            ["alignment"][0 if key == "init" else -1])
+        summary[f"{key}_alignment"] = spectrum["alignment"]
         summary[f"{key}_label_power_top{TOP}"] = float(spectrum["cumulative"][TOP - 1])
         summary[f"{key}_mutual_information_top{TOP}_sum"] = float(np.sum(spectrum["mutual_information"]))
         summary[f"{key}_effective_dimension"] = float(1.0 / np.sum(spectrum["eigenvalues"] ** 2))
