@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     sweep.add_argument("--scheduler", default=None, help="address of a running dask scheduler (default: local)")
     sweep.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
     sweep.add_argument("--threads", type=int, default=1, help="threads per worker (torch threads per point)")
+    sweep.add_argument("--in-process", action="store_true",
+                       help="LocalCluster workers as threads of this process (quick start, small sweeps)")
     sweep.add_argument("--out", default=None, help="output directory (default runs/sweep-NAME)")
     sweep.add_argument("--no-progress", action="store_true")
 
@@ -108,6 +110,7 @@ def _dispatch(args) -> int:
         table, report = sweep(args.name, grid, out, seeds=args.seeds, quick=args.quick,
                               overrides=_key_values(args.overrides), scheduler=args.scheduler,
                               n_workers=args.workers, threads_per_worker=args.threads,
+                              processes=not args.in_process,
                               progress=not args.no_progress)
         print(f"{len(report['ran'])} ran, {len(report['skipped'])} skipped (already done), "
               f"{len(report['failed'])} failed")

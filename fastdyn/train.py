@@ -34,6 +34,13 @@ Dynamics:
 A fast path for a ReLU :class:`~fastdyn.models.OneHidden` evaluates output and gradient with the fused kernels
 (:func:`fastdyn.fused.forward` / :func:`fastdyn.fused.gradient`), never forming a points x neurons matrix;
 every other ``nn.Module`` goes through torch autograd. Both give the same trajectory.
+
+Precision: F = alpha (f - f0) cancels digits of f when alpha is large (lazy regime); use float64 there.
+Example (any observable is a function of the model and a :class:`Context`)::
+
+    result = fastdyn.train(model, x, y, alpha=1e-2, x_test=xt, y_test=yt,
+                           observables={"kinks": lambda model, c: fastdyn.kinks.positions(model)})
+    result.history()["test_err"], result.history()["obs_kinks"]   # (snapshots,), (snapshots, h, d)
 """
 from __future__ import annotations
 
@@ -183,14 +190,18 @@ class _Evaluator:
     def __init__(self, model: nn.Module, fused: bool | str, backend: str):
         from . import fused as fused_module
 
-        available = (isinstance(model, OneHidden) and model.act == "relu"
-                     and hasattr(fused_module, "gradient"))
+        available = isinstance(model, OneHidden) and model.act == "relu"
         if fused == "auto":
             fused = available
         elif fused and not available:
-            raise ValueError("fused=True needs a fastdyn.models.OneHidden with act='relu' (and fastdyn.fused.gradient); "
+            raise ValueError("fused=True needs a fastdyn.models.OneHidden with act='relu'; "
                              f"got {type(model).__name__}" + (f" act={model.act!r}" if isinstance(model, OneHidden) else ""))
         self.model, self.fused, self.backend = model, bool(fused), backend
+        if self.fused:  # resolve once; x and the weights are checked by fused.forward at every evaluation
+            from . import _backends
+
+            self.backend = _backends.resolve(backend, model.omega.device, fused_module._SUPPORTED,
+                                             what="fused training")
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("model has no trainable parameters")
@@ -212,7 +223,10 @@ class _Evaluator:
         start = time.perf_counter()
         if self.fused:
             f = fused_module.forward(self.model, x, backend=self.backend)
-            grads = list(fused_module.gradient(self.model, x, g_of_f(f), backend=self.backend))
+            model = self.model
+            grads = list(fused_module.parameter_gradient(x, g_of_f(f).contiguous(), model.omega.detach(),
+                                                         model.b.detach(), model.beta.detach(),
+                                                         model.output_scale, self.backend))
         else:
             with torch.enable_grad():
                 f_graph = _squeeze(self.model(x))
@@ -235,8 +249,13 @@ class _Problem:
         self.evaluator, self.alpha, self.loss = evaluator, alpha, loss
         self.x, self.y, self.x_test, self.y_test = x, y, x_test, y_test
         self.f0 = evaluator.outputs(x)
-        self.f0_test = evaluator.outputs(x_test) if x_test is not None else None
+        if loss == "cross_entropy" and (self.f0.ndim != 2 or self.f0.shape[1] < 2):
+            raise ValueError(f"loss='cross_entropy' needs model outputs (N, C) with C >= 2, got {tuple(self.f0.shape)}")
+        if loss != "cross_entropy" and self.f0.ndim != 1:
+            raise ValueError(f"loss={loss!r} needs one output per point, (N,) or (N, 1); the model gives "
+                             f"{tuple(self.f0.shape)} (use loss='cross_entropy' for several)")
         check_finite("model(x) at initialisation", self.f0)
+        self.f0_test = evaluator.outputs(x_test) if x_test is not None else None
 
     def objective(self, x, y, f0):
         """(F, L, grads) on (x, y): L = sum l(F, y) / (N alpha^2), grads of L by w."""
@@ -266,10 +285,11 @@ class _Problem:
 
 
 def _flat_norm(tensors) -> float:
-    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors))
+    return math.sqrt(sum(float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2 for t in tensors))
 
 
-def _unsatisfied(loss: str, F: torch.Tensor, y: torch.Tensor) -> int:
+def _unsatisfied(F: torch.Tensor, y: torch.Tensor) -> int:
+    """Points with margin F y < 1 (one output), or misclassified (several outputs)."""
     if F.ndim == 2:
         return int((F.argmax(dim=1) != y).sum())
     return int((F * y < 1).sum())
@@ -493,7 +513,7 @@ class _Run:
             step=self.step, t=self.t, dt=self.dt, wall=self.elapsed(),
             train_loss=problem.mean_loss(F_train, problem.y),
             train_err=float(errors(F_train, problem.y).mean()),
-            unsatisfied=_unsatisfied(problem.loss, F_train, problem.y),
+            unsatisfied=_unsatisfied(F_train, problem.y),
             test_loss=problem.mean_loss(F_test, problem.y_test) if F_test is not None else math.nan,
             test_err=float(errors(F_test, problem.y_test).mean()) if F_test is not None else math.nan,
             train_out=F_train.detach().cpu().clone(),
@@ -508,7 +528,7 @@ class _Run:
 
     def check_limits(self, F, loss_value, max_time, max_steps, max_wall, min_loss) -> bool:
         problem = self.problem
-        if problem.loss == "hinge" and _unsatisfied("hinge", F, problem.y) == 0:
+        if problem.loss == "hinge" and _unsatisfied(F, problem.y) == 0:
             self.stop("margins", f"every training margin F y >= 1 at step {self.step}, t = {self.t:.4g}")
         elif loss_value <= min_loss:
             self.stop("loss", f"training loss {loss_value:.3e} <= min_loss = {min_loss:g} at step {self.step}")
@@ -651,7 +671,7 @@ class _Run:
         self.maybe_checkpoint()
         if callback is not None:
             callback({"step": self.step, "t": self.t, "dt": self.dt, "loss": self.loss_value,
-                      "unsatisfied": _unsatisfied(self.problem.loss, self.out, self.problem.y)})
+                      "unsatisfied": _unsatisfied(self.out, self.problem.y)})
 
     def finish(self):
         if self.dynamics == "sgd" and self.stop_reason != "nonfinite":

@@ -13,7 +13,7 @@ import fastdyn
 from fastdyn import data
 from fastdyn.models import FCNet, OneHidden
 from fastdyn.train import LOSSES, _Evaluator, _Problem, train
-from conftest import assert_close
+from conftest import assert_close, requires_cuda
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +86,7 @@ def test_fast_path_gives_the_autograd_trajectory():
     assert slow.step == fast.step == 150
     assert [s.t for s in slow.snapshots] == pytest.approx([s.t for s in fast.snapshots], rel=1e-12)
     for p, q in zip(slow.model.parameters(), fast.model.parameters()):
-        assert_close(q, p, torch.float64)
+        assert_close(q.detach(), p.detach(), torch.float64)
     assert_close(fast.final.test_out, slow.final.test_out, torch.float64)
 
 
@@ -111,9 +111,9 @@ def test_adaptive_flow_matches_fine_euler():
         with torch.no_grad():
             for p, g in zip(euler.parameters(), grads):
                 p.sub_(dt * g)
-    moved = max(float((p - q).abs().max()) for p, q in zip(euler.parameters(), model.parameters()))
-    error = max(float((p - q).abs().max()) for p, q in zip(euler.parameters(), result.model.parameters()))
-    error_coarse = max(float((p - q).abs().max()) for p, q in zip(euler.parameters(), coarse.model.parameters()))
+    moved = max(float((p - q).detach().abs().max()) for p, q in zip(euler.parameters(), model.parameters()))
+    error = max(float((p - q).detach().abs().max()) for p, q in zip(euler.parameters(), result.model.parameters()))
+    error_coarse = max(float((p - q).detach().abs().max()) for p, q in zip(euler.parameters(), coarse.model.parameters()))
     assert moved > 1e-2  # the weights did move
     assert error < 5e-4 * moved, (error, moved)  # Euler's own error at dt = 1e-3 is ~1e-4 of the move
     assert error < 0.2 * error_coarse  # a tighter max_dgrad converges to the flow
@@ -188,7 +188,7 @@ def test_snapshots_are_log_spaced_and_record_observables():
     assert history["obs_pair"].shape == (len(times), 2)
     assert history["w_omega"].shape == (len(times), 20, 3)
     assert history["test_out"].shape == (len(times), 50)
-    assert float(result.snapshots[-1].observables["beta_norm"]) == pytest.approx(float(result.model.beta.norm()))
+    assert float(result.snapshots[-1].observables["beta_norm"]) == pytest.approx(float(result.model.beta.detach().norm()))
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -261,7 +261,7 @@ def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
     assert resumed.step == straight.step == 1500
     assert [s.step for s in resumed.snapshots] == [s.step for s in straight.snapshots]
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
-        assert_close(p, q, torch.float64)
+        assert_close(p.detach(), q.detach(), torch.float64)
     assert_close(resumed.final.test_out, straight.final.test_out, torch.float64)
     # A finished checkpoint is returned as it is; another problem is refused.
     again = train(model, x, y, checkpoint=path, resume=True, **kwargs)
@@ -278,4 +278,42 @@ def test_resume_sgd_continues_the_batch_stream(tmp_path):
     train(model, x, y, max_steps=25, checkpoint=tmp_path / "c.pt", **kwargs)
     resumed = train(model, x, y, max_steps=60, checkpoint=tmp_path / "c.pt", resume=True, **kwargs)
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
-        assert_close(p, q, torch.float64)
+        assert_close(p.detach(), q.detach(), torch.float64)
+
+
+class _BreaksWhenMoved(torch.nn.Module):
+    """f(x) = w x_1, NaN as soon as w leaves its initial value 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, x):
+        return x[:, 0] * self.w + torch.where(self.w == 1.0, 0.0, math.nan)
+
+
+def test_nan_stops_flow_with_message_and_last_good_state():
+    x, y, _, _ = stripe()
+    result = train(_BreaksWhenMoved(), x, y, loss="mse", min_dt=1e-6, max_steps=100)
+    assert result.stop_reason == "nonfinite" and "NaN/Inf" in result.message
+    assert result.step == 0 and float(result.model.w.detach()) == 1.0
+    assert all(bool(torch.isfinite(s.train_out).all()) for s in result.snapshots)
+
+
+@requires_cuda
+def test_cuda_fused_flow_matches_autograd():
+    x, y, _, _ = data.stripe(64, 4, p_test=0, as_torch=True, device="cuda")
+    model = OneHidden(4, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).cuda()
+    slow = train(model, x, y, max_steps=50, fused=False)
+    fast = train(model, x, y, max_steps=50, fused=True)
+    assert fast.fused and fast.step == slow.step
+    for p, q in zip(slow.model.parameters(), fast.model.parameters()):
+        assert_close(q.detach(), p.detach(), torch.float64)
+
+
+def test_output_shape_must_fit_the_loss():
+    x, y, _, _ = stripe()
+    with pytest.raises(ValueError, match="one output per point"):
+        train(FCNet([3, 4, 2], dtype=torch.float64), x, y)
+    with pytest.raises(ValueError, match=r"\(N, C\) with C >= 2"):
+        train(FCNet([3, 4, 1], dtype=torch.float64), x, (y > 0).long(), loss="cross_entropy")

@@ -35,6 +35,8 @@ def validate(config: dict) -> None:
         raise ValueError(f"config 'd' must be >= 2 for the (x_1, x_2) pictures, got {config['d']}")
     if not config["alphas"] or any(not a > 0 for a in config["alphas"]):
         raise ValueError(f"config 'alphas' must be positive numbers, got {config['alphas']}")
+    if str(config["device"]).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {config['device']!r} asked for but torch sees no CUDA GPU; use --device cpu")
     if config["threads"] < 0:
         raise ValueError(f"config 'threads' must be >= 0 (0: torch's setting), got {config['threads']}")
     if config["dtype"] not in ("float32", "float64"):
