@@ -16,9 +16,12 @@ Conventions
   y - mean(y) in the projections and alignment.
 
 Solvers (recorded in the result): "full" (all pairs: LAPACK syevd on "cpu", torch.linalg.eigh on "torch"),
-"topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (block subspace
-iteration with Rayleigh-Ritz, whose work is GEMMs and whose memory is ~4 (2k+10) N besides K; it assumes K is
-positive semi-definite, as Gram matrices are, and falls back to a direct solver otherwise or when not converged).
+"topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (iterative,
+whose work is GEMMs with K and which never copies K; on "cpu" a restarted block Krylov method -- block Lanczos with
+full reorthogonalisation, blocks of k+10 vectors, 4 blocks per cycle, memory ~ 16 (k+10) N besides K; on "torch"
+block subspace iteration on 2k+10 vectors). It stops when every top-k Ritz pair has ||K v - theta v|| <= tol *
+|theta_max|; it assumes K is positive semi-definite, as Gram matrices are, and falls back to a direct solver
+(``iterations = -1``) when it sees a large negative eigenvalue or does not converge).
 ``solver="auto"`` takes "full" when k > N/2, "subspace" when its block 2k+10 is at most N/10, else "topk"
 ("full" on the torch backend).
 
@@ -28,6 +31,7 @@ no eigensolver of its own, so there is no "numba" backend.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +47,9 @@ _SOLVERS = ("auto", "full", "topk", "subspace")
 # Relative asymmetry max|K - K^T| / max|K| accepted by default, and subspace residual tolerance, per dtype.
 _SYMMETRY_TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 _SUBSPACE_TOL = {torch.float64: 1e-12, torch.float32: 2e-5}
-_MAX_ITER = 100
-_SYMMETRY_CHUNK = 1 << 22  # entries compared per step, so the check never copies the whole matrix
+_MAX_ITER = 100  # subspace iteration steps (torch)
+_MAX_PRODUCTS = 200  # block products with K (cpu block Krylov)
+_SYMMETRY_TILE = 1024  # the symmetry check compares tiles, so it never copies the whole matrix
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class KernelPCA:
         backend: backend that ran ("cpu" or "torch").
         solver: "full", "topk" or "subspace".
         centered: whether H K H was decomposed.
-        iterations: (...) int32 subspace steps per matrix (-1: fell back to a direct solver), or None.
+        iterations: (...) int32 per matrix for solver "subspace" (products with K on "cpu", subspace steps on
+            "torch"; -1: fell back to a direct solver), else None.
     """
 
     eigenvalues: Any
@@ -101,12 +107,13 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
     name = _backends.resolve(backend, kind.device, _SUPPORTED, what="kpca")
     solver = _choose_solver(solver, name, k, n)
     tol = _SUBSPACE_TOL[kind.dtype] if tol is None else float(tol)
-    block = min(n, 2 * k + 10)
+    _check_memory(name, solver, batch, n, k, K3.element_size(), kind.device)
 
     if name == "torch":
         from .reference import kpca as torch_kpca
 
         if solver == "subspace":
+            block = min(n, 2 * k + 10)
             values, vectors, iterations = torch_kpca.subspace(K3, k, block, center, tol, _MAX_ITER, seed)
         else:
             values, vectors, iterations = torch_kpca.full(K3, k, center)
@@ -117,9 +124,10 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
         iterations = torch.zeros(batch, dtype=torch.int32)
         threads = torch.get_num_threads()
         if solver == "subspace":
+            block, steps = _krylov_shape(k, n)
             getattr(core, f"kpca_subspace_{suffix(kind.dtype)}")(
-                address(K3), batch, n, k, block, center, tol, _MAX_ITER, seed, address(values), address(rows),
-                address(iterations), threads)
+                address(K3), batch, n, k, block, steps, center, tol, _MAX_PRODUCTS, seed, address(values),
+                address(rows), address(iterations), threads)
         else:
             getattr(core, f"kpca_{solver}_{suffix(kind.dtype)}")(
                 address(K3), batch, n, k, center, address(values), address(rows), threads)
@@ -150,20 +158,37 @@ def _check_kernel(K: torch.Tensor, symmetry_tol: float | None) -> torch.Tensor:
     K3 = K if K.ndim == 3 else K.unsqueeze(0)
     tol = _SYMMETRY_TOL[K.dtype] if symmetry_tol is None else float(symmetry_tol)
     n = K3.shape[-1]
-    step = max(1, _SYMMETRY_CHUNK // n)
-    for b in range(K3.shape[0]):
+    if K3.device.type == "cpu" and _backends.why_unavailable("cpu") is None:
+        stats = torch.empty(K3.shape[0], 3, dtype=torch.float64)
+        getattr(_backends.module("cpu"), f"kpca_check_{suffix(K.dtype)}")(
+            address(K3), K3.shape[0], n, address(stats), torch.get_num_threads())
+    else:
+        stats = torch.stack([_tile_stats(K3[b]) for b in range(K3.shape[0])])
+    for b, (scale, worst, bad) in enumerate(stats.tolist()):
         where = f"K[{b}]" if K.ndim == 3 else "K"
-        worst = scale = 0.0
-        for start in range(0, n, step):  # row blocks, so no temporary as large as K
-            rows = K3[b, start:start + step]
-            check_finite(where, rows)
-            scale = max(scale, float(rows.abs().amax()))
-            worst = max(worst, float((rows - K3[b, :, start:start + step].T).abs().amax()))
+        if bad:
+            raise ValueError(f"{where} contains NaN or Inf")
         if worst > tol * scale:
             raise ValueError(
                 f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
                 "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
     return K3
+
+
+def _tile_stats(K: torch.Tensor) -> torch.Tensor:
+    """(max|K|, max|K - K^T|, has NaN/Inf) of one (N, N) matrix by square tiles (i <= j) against their mirror,
+    so no temporary is larger than a tile (the torch path, e.g. for CUDA tensors)."""
+    n = K.shape[-1]
+    largest = asymmetry = 0.0
+    bad = False
+    for i in range(0, n, _SYMMETRY_TILE):
+        for j in range(i, n, _SYMMETRY_TILE):
+            upper = K[i:i + _SYMMETRY_TILE, j:j + _SYMMETRY_TILE]
+            lower = K[j:j + _SYMMETRY_TILE, i:i + _SYMMETRY_TILE]
+            bad |= not bool(torch.isfinite(upper).all() & torch.isfinite(lower).all())
+            largest = max(largest, float(upper.abs().amax()), float(lower.abs().amax()))
+            asymmetry = max(asymmetry, float((upper - lower.T).abs().amax()))
+    return torch.tensor([largest, asymmetry, float(bad)], dtype=torch.float64)
 
 
 def _check_k(k: int | None, n: int) -> int:
@@ -208,6 +233,28 @@ def _choose_solver(solver: str, backend: str, k: int, n: int) -> str:
     if 10 * (2 * k + 10) <= n:
         return "subspace"
     return "topk" if backend == "cpu" else "full"
+
+
+def _check_memory(backend: str, solver: str, batch: int, n: int, k: int, itemsize: int, device) -> None:
+    """Refuse, before allocating, a direct solve whose N x N work copies exceed the free host memory."""
+    if solver == "subspace" or device.type != "cpu":
+        return
+    copies = min(batch, torch.get_num_threads()) if backend == "cpu" else 2 * batch  # torch eigh: input + vectors
+    needed = copies * n * n * itemsize + 2 * batch * n * k * itemsize
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > available:
+        raise MemoryError(
+            f"solver={solver!r} needs about {needed / 2**30:.1f} GiB of work memory (copies of the N x N kernel, "
+            f"N = {n}) but {available / 2**30:.1f} GiB are free; use solver='subspace' (no copy of K) or a "
+            "smaller batch")
+
+
+def _krylov_shape(k: int, n: int) -> tuple[int, int]:
+    """Block size (k + 10, at most N/2) and blocks per Krylov cycle (4, fewer when 4 blocks exceed N)."""
+    block = min(k + 10, n // 2)
+    if block < k:
+        raise ValueError(f"solver='subspace' needs N >= 2k (got N = {n}, k = {k}); use 'topk' or 'full'")
+    return block, min(4, n // block)
 
 
 def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:

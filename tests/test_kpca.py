@@ -212,3 +212,29 @@ def test_cuda_tensors_run_on_torch(solver):
     assert_close(gpu.eigenvalues, ref_values.copy(), torch.float64)
     cpu = kpca(K, y, k=10, solver="full")
     assert_close(gpu.projections, cpu.projections, torch.float64, scale=1.0)
+
+
+def test_torch_check_matches_compiled_check():
+    from fastdyn import _backends
+    from fastdyn.kpca import _SYMMETRY_TILE, _tile_stats
+
+    rng = np.random.default_rng(7)
+    n = _SYMMETRY_TILE + 37  # several tiles, one ragged
+    K = torch.from_numpy(rng.standard_normal((2, n, n)))
+    K[1, 5, n - 3] = np.inf
+    expected = [[float(K[0].abs().max()), float((K[0] - K[0].T).abs().max()), 0.0]]
+    assert torch.allclose(_tile_stats(K[0]), torch.tensor(expected[0], dtype=torch.float64))
+    assert _tile_stats(K[1])[2] == 1.0
+    if "cpu" in BACKENDS:
+        stats = torch.empty(2, 3, dtype=torch.float64)
+        _backends.module("cpu").kpca_check_f64(K.data_ptr(), 2, n, stats.data_ptr(), 1)
+        assert torch.allclose(stats[0], torch.tensor(expected[0], dtype=torch.float64)) and stats[1, 2] == 1.0
+
+
+def test_direct_solver_refuses_what_cannot_fit(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)
+    with pytest.raises(MemoryError, match="GiB"):
+        kpca(ntk_like(30), k=20)
+    assert kpca(ntk_like(200), k=3).solver == "subspace"  # the copy-free solver still runs
