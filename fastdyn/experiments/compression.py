@@ -19,7 +19,7 @@ def config(quick: bool) -> dict:
                 "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0,
                 "threads": 1}
     return {"d": 5, "ps": [64, 128, 256, 512, 1024], "seeds": 2, "h": 500, "p_test": 500, "alpha_feature": 0.01,
-            "alpha_lazy": 1000.0, "max_steps": 4000, "max_wall": 15.0, "max_dout": 0.5, "max_dgrad": 1.0,
+            "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5, "max_dgrad": 1.0,
             "threads": 1}
 
 

@@ -31,7 +31,7 @@ def config(quick: bool) -> dict:
                 "threads": 1}
     return {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
             "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0,
-            "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 4000, "max_wall": 15.0, "max_dout": 0.5,
+            "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5,
             "max_dgrad": 1.0, "threads": 1}
 
 

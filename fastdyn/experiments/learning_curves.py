@@ -28,7 +28,7 @@ def config(quick: bool) -> dict:
                 "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
     return {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "ps": [64, 128, 256, 512],
             "seeds": 3, "h": 500, "p_test": 1000, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0,
-            "max_steps": 3000, "max_wall": 10.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+            "max_steps": 8000, "max_wall": 15.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
