@@ -106,7 +106,10 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
         for name in ("t", "train_err", "test_err", "train_loss", "unsatisfied"):
             arrays[f"{key}_{name}"] = history[name]
     np.savez_compressed(out / "arrays.npz", **arrays)
-    _figures(config, arrays, out)
+    from . import PLOT_LOCK
+
+    with PLOT_LOCK:
+        _figures(config, arrays, out)
     return summary
 
 
