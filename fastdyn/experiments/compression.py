@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _seed002 as common
+from . import PLOT_LOCK, _seed002 as common
 
 DESCRIPTION = "seed 002: compression ratio Lambda over training and vs p (stripe), against sqrt(0.135 p)"
 
@@ -57,7 +57,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     (out / "curves.json").write_text(json.dumps(curves, default=float))
     (out / "runs.json").write_text(json.dumps(runs, indent=1, default=float))
     growth = common.power_law(ps, 1.0 / final["feature"])  # Lambda ~ p^gamma  <=>  1/Lambda ~ p^-gamma
-    _plot(out, ps, final, curves, growth, config)
+    with PLOT_LOCK:
+        _plot(out, ps, final, curves, growth, config)
     mean = {regime: np.nanmean(values, axis=0) for regime, values in final.items()}
     summary = {"lambda_init": float(1.0 / np.sqrt(config["d"] - 1)), "lambda_exponent_feature": growth["beta"],
                "lambda_exponent_feature_err": growth["beta_err"], "lambda_exponent_theory": 0.5,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _seed002 as common
+from . import PLOT_LOCK, _seed002 as common
 from ..observables import intrinsic_dimension
 
 DESCRIPTION = "seed 002: TwoNN intrinsic dimension of the hidden representation over training (stripe/sphere/digits)"
@@ -80,7 +80,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
                 print(f"[intrinsic-dimension] {name} {regime}: ID {ids[0]:.2f} -> {ids[-1]:.2f} "
                       f"(input {summary[f'{name}_input_id']:.2f}), test_err={result.final.test_err:.3f}", flush=True)
     (out / "curves.json").write_text(json.dumps(curves, default=float))
-    _plot(out, curves, clouds, summary, config)
+    with PLOT_LOCK:
+        _plot(out, curves, clouds, summary, config)
     summary["figures"] = ["intrinsic_dimension.png", "representation_pca.png"]
     return summary
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _seed002 as common
+from . import PLOT_LOCK, _seed002 as common
 from .. import kinks
 
 DESCRIPTION = "seed 002: kink clouds at four stages (d=2), attractor count vs p and h, the p=1 kink field"
@@ -62,16 +62,17 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             summary[f"{name}_{title.split()[0].strip('()')}_attractors"] = groups.n_attractors
         summary[f"{name}_feature_test_err"] = feature.final.test_err
         summary[f"{name}_lazy_test_err"] = lazy.final.test_err
-        figure = kinks.plot_kink_panels(panels)
-        common.save_figure(figure, out, f"kinks_{name}.png")
+        with PLOT_LOCK:
+            common.save_figure(kinks.plot_kink_panels(panels), out, f"kinks_{name}.png")
         if progress:
             print(f"[kinks] {name}: attractors " + ", ".join(f"{r['stage']}={r['attractors']}" for r in stage_rows
                                                              if r["dataset"] == name), flush=True)
 
     counts = _attractor_counts(config, progress)
     (out / "attractors.json").write_text(json.dumps({"stages": stage_rows, "counts": counts}, indent=1))
-    _plot_counts(out, counts, config)
-    _plot_field(out)
+    with PLOT_LOCK:
+        _plot_counts(out, counts, config)
+        _plot_field(out)
     by_p = [c for c in counts if c["vary"] == "p"]
     by_h = [c for c in counts if c["vary"] == "h"]
     summary["attractor_exponent_p"] = _slope([c["p"] for c in by_p], [c["attractors"] for c in by_p])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _seed002 as common
+from . import PLOT_LOCK, _seed002 as common
 
 DESCRIPTION = "seed 002: test error vs p, feature vs lazy, NTK-SVC and kNN baselines, fitted exponents beta"
 
@@ -67,7 +67,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     (out / "runs.json").write_text(json.dumps(runs, indent=1, default=float))
     fits = {name: {m: common.power_law(ps, errors[name][m]) for m in METHODS} for name in errors}
     theory = common.beta_theory(int(config["d"]))
-    _plot(out, ps, errors, fits, theory, config)
+    with PLOT_LOCK:
+        _plot(out, ps, errors, fits, theory, config)
 
     summary: dict = {"beta_theory_stripe_lazy": theory["lazy"], "beta_theory_stripe_feature": theory["feature"]}
     for name in errors:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _seed002 as common
+from . import PLOT_LOCK, _seed002 as common
 from ..kpca import kpca
 from ..ntk import ntk
 from ..observables import cka, mutual_information
@@ -81,7 +81,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
 
     svc_rows = _svc_against_network(config, progress)
     (out / "svc_vs_network.json").write_text(json.dumps(svc_rows, indent=1, default=float))
-    _plot(out, spectra, over_time, svc_rows, config)
+    with PLOT_LOCK:
+        _plot(out, spectra, over_time, svc_rows, config)
     last = svc_rows[-1]
     summary.update({f"svc_p{last['p']}_{k}": last[k] for k in last if k != "p"})
     summary["figures"] = ["ntk_pca_spectrum.png", "ntk_pca_dynamics.png", "ntk_svc_vs_network.png"]
