@@ -27,6 +27,11 @@ PLOT_LOCK = threading.Lock()
 REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
     "deep-linear": "fastdyn.experiments.deep_linear",
+    "learning-curves": "fastdyn.experiments.learning_curves",
+    "compression": "fastdyn.experiments.compression",
+    "ntk-pca": "fastdyn.experiments.ntk_pca",
+    "intrinsic-dimension": "fastdyn.experiments.intrinsic_dimension",
+    "kinks": "fastdyn.experiments.kinks",
 }
 
 

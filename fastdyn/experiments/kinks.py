@@ -1,0 +1,158 @@
+"""Kink clouds and attractors in d = 2 (seed 002, science.md 4).
+
+* The kinks z_n = -sqrt(d) b_n omega_n / ||omega_n||^2 at the seed's four stages: (A) initialisation, (B) end of
+  lazy training, (C) feature training at mid time (geometric middle of the run), (D) end of feature training, for
+  the stripe and sphere models, coloured by attractor (neurons active on the same training points).
+* The attractor count A at the end of feature training against p (fixed h) and against h (fixed p); the seed
+  reports A ~ p sqrt(h) until saturation A ~ h.
+* The p = 1 kink velocity field z_dot = F(z) for b > 0 and b < 0 (the seed's field picture).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import PLOT_LOCK, _seed002 as common
+from .. import kinks
+
+DESCRIPTION = "seed 002: kink clouds at four stages (d=2), attractor count vs p and h, the p=1 kink field"
+
+D = 2
+
+
+def config(quick: bool) -> dict:
+    if quick:
+        return {"datasets": ["stripe", "sphere"], "p": 32, "h": 100, "ps_attractors": [8, 32], "hs_attractors": [50, 100],
+                "attractor_dataset": "sphere", "p_test": 200, "seed": 0, "alpha_feature": 0.01,
+                "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0,
+                "threads": 1}
+    return {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
+            "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0,
+            "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5,
+            "max_dgrad": 1.0, "threads": 1}
+
+
+def run(config: dict, out: Path, *, progress: bool = True) -> dict:
+    with common.threads(config["threads"]):
+        return _run(config, out, progress)
+
+
+def _run(config: dict, out: Path, progress: bool) -> dict:
+    seed, summary = int(config["seed"]), {}
+    stage_rows = []
+    for name in config["datasets"]:
+        split = common.dataset(name, int(config["p"]), D, seed=seed, p_test=int(config["p_test"]))
+        model = common.network(D, int(config["h"]), seed)
+        lazy = common.fit(model, split, config["alpha_lazy"], config, record_weights=False)
+        feature = common.fit(model, split, config["alpha_feature"], config, record_weights=True)
+        middle = _middle_snapshot(feature)
+        stages = [("(A) init", model), ("(B) lazy end", lazy.model),
+                  (f"(C) feature t={middle.t:.3g}", _with_weights(model, middle.weights)),
+                  ("(D) feature end", feature.model)]
+        panels = []
+        for title, network in stages:
+            groups = kinks.attractors(network, split.x)
+            z = kinks.positions(network, eps=1e-12)
+            panels.append((f"{name} {title}, A={groups.n_attractors}", z.detach(), groups.labels))
+            stage_rows.append({"dataset": name, "stage": title, "attractors": groups.n_attractors,
+                               "dead": groups.n_dead})
+            summary[f"{name}_{title.split()[0].strip('()')}_attractors"] = groups.n_attractors
+        summary[f"{name}_feature_test_err"] = feature.final.test_err
+        summary[f"{name}_lazy_test_err"] = lazy.final.test_err
+        with PLOT_LOCK:
+            common.save_figure(kinks.plot_kink_panels(panels), out, f"kinks_{name}.png")
+        if progress:
+            print(f"[kinks] {name}: attractors " + ", ".join(f"{r['stage']}={r['attractors']}" for r in stage_rows
+                                                             if r["dataset"] == name), flush=True)
+
+    counts = _attractor_counts(config, progress)
+    (out / "attractors.json").write_text(json.dumps({"stages": stage_rows, "counts": counts}, indent=1))
+    with PLOT_LOCK:
+        _plot_counts(out, counts, config)
+        _plot_field(out)
+    by_p = [c for c in counts if c["vary"] == "p"]
+    by_h = [c for c in counts if c["vary"] == "h"]
+    summary["attractor_exponent_p"] = _slope([c["p"] for c in by_p], [c["attractors"] for c in by_p])
+    summary["attractor_exponent_h"] = _slope([c["h"] for c in by_h], [c["attractors"] for c in by_h])
+    summary["attractor_fraction_of_h_max"] = max(c["attractors"] / c["h"] for c in counts)
+    summary["figures"] = [f"kinks_{name}.png" for name in config["datasets"]] + ["attractors.png", "field_p1.png"]
+    return summary
+
+
+def _middle_snapshot(result):
+    """The snapshot nearest the geometric middle of the run's (positive) times."""
+    times = np.array([s.t for s in result.snapshots])
+    positive = times > 0
+    if not positive.any():
+        return result.snapshots[0]
+    target = np.sqrt(times[positive].min() * times.max())
+    return result.snapshots[int(np.argmin(np.abs(np.log(np.maximum(times, 1e-300)) - np.log(target))))]
+
+
+def _with_weights(model, weights):
+    copy = common.network(model.d, model.h, 0)
+    copy.load_state_dict(weights)
+    return copy
+
+
+def _attractor_counts(config: dict, progress: bool) -> list[dict]:
+    """A at the end of feature training, varying p at the largest h and h at the largest p."""
+    name, seed = config["attractor_dataset"], int(config["seed"])
+    grid = [("p", int(p), int(max(config["hs_attractors"]))) for p in config["ps_attractors"]]
+    grid += [("h", int(max(config["ps_attractors"])), int(h)) for h in config["hs_attractors"]]
+    rows, done = [], {}
+    for vary, p, h in grid:
+        if (p, h) not in done:
+            split = common.dataset(name, p, D, seed=seed, p_test=int(config["p_test"]))
+            result = common.fit(common.network(D, h, seed), split, config["alpha_feature"], config,
+                                record_weights=False)
+            groups = kinks.attractors(result.model, split.x)
+            done[(p, h)] = {"attractors": groups.n_attractors, "dead": groups.n_dead,
+                            "unsatisfied": result.final.unsatisfied}
+            if progress:
+                print(f"[kinks] {name} p={p} h={h}: A={groups.n_attractors} (dead {groups.n_dead}), "
+                      f"{result.stop_reason}", flush=True)
+        rows.append({"vary": vary, "p": p, "h": h, **done[(p, h)]})
+    return rows
+
+
+def _slope(x, y) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or (y <= 0).any():
+        return float("nan")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _plot_counts(out: Path, counts, config) -> None:
+    fig, axes = common.new_figure(2)
+    for ax, vary in zip(axes[0], ("p", "h")):
+        rows = [c for c in counts if c["vary"] == vary]
+        x = np.array([c[vary] for c in rows], float)
+        a = np.array([c["attractors"] for c in rows], float)
+        fixed = rows[0]["h" if vary == "p" else "p"]
+        ax.loglog(x, a, "o-", label="A, feature end")
+        anchor = a[0] / (x[0] if vary == "p" else np.sqrt(x[0]))
+        ax.loglog(x, anchor * (x if vary == "p" else np.sqrt(x)), "k--", lw=1,
+                  label="A ~ p" if vary == "p" else "A ~ sqrt(h)")
+        ax.loglog(x, np.full_like(x, fixed) if vary == "p" else x, "k:", lw=1, label="A = h")
+        ax.set_xlabel(vary)
+        ax.set_ylabel("number of attractors A")
+        ax.set_title(f"{config['attractor_dataset']}, d=2, {'h' if vary == 'p' else 'p'}={fixed}")
+        ax.legend(fontsize=7)
+    common.save_figure(fig, out, "attractors.png")
+
+
+def _plot_field(out: Path) -> None:
+    """The p = 1 field for a point x = (1.5, 0) of label +1 below its margin (g = -y / p), b > 0 and b < 0."""
+    x = torch.tensor([[1.5, 0.0]], dtype=torch.float64)
+    g = torch.tensor([-1.0], dtype=torch.float64)
+    fig, axes = common.new_figure(2, width=3.6, height=3.6)
+    for ax, b in zip(axes[0], (1.0, -1.0)):
+        kinks.plot_field(x, g, beta=1.0, b=b, limit=3.0, n=41, ax=ax)
+        ax.set_xlim(-3.0, 3.0)
+        ax.set_ylim(-3.0, 3.0)
+        ax.set_title(f"p=1 field z_dot, beta=1, b={b:+g}")
+    common.save_figure(fig, out, "field_p1.png")
