@@ -6,13 +6,6 @@
 
 extern "C" char* scipy_openblas_get_config(void);
 
-namespace fastdyn {
-std::vector<Binder>& binders() {
-  static std::vector<Binder> list;
-  return list;
-}
-}  // namespace fastdyn
-
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastdyn compiled CPU kernels (C++17, OpenMP, OpenBLAS)";
   m.def("build_info", [] {

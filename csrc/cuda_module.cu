@@ -7,13 +7,6 @@
 
 #include "registry.hpp"
 
-namespace fastdyn {
-std::vector<Binder>& binders() {
-  static std::vector<Binder> list;
-  return list;
-}
-}  // namespace fastdyn
-
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fastdyn compiled CUDA kernels";
   m.def("device_count", []() -> pybind11::tuple {

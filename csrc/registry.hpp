@@ -11,8 +11,12 @@ namespace fastdyn {
 
 using Binder = void (*)(pybind11::module_&);
 
-// One list per extension module; defined in core_module.cpp and cuda_module.cu.
-std::vector<Binder>& binders();
+// The binders of the extension module being built. Each module is its own shared library with hidden
+// symbols (pybind11's default), so _core and _cuda each get their own list.
+inline std::vector<Binder>& binders() {
+  static std::vector<Binder> list;
+  return list;
+}
 
 struct BindingRegistration {
   explicit BindingRegistration(Binder binder) { binders().push_back(binder); }
