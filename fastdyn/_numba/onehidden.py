@@ -5,6 +5,15 @@ import numba
 import numpy as np
 
 
+@numba.njit(inline="always", cache=True)
+def _preactivation(x, i, omega, b, n, inv_sqrt_d):
+    """omega_n . x_i / sqrt(d) + b_n, accumulated in float64."""
+    pre = 0.0
+    for k in range(x.shape[1]):
+        pre += omega[n, k] * x[i, k]
+    return pre * inv_sqrt_d + b[n]
+
+
 @numba.njit(parallel=True, fastmath=False, cache=True)
 def forward(x, omega, b, beta, scale):
     """out (p,) = scale * sum_n beta_n relu(omega_n . x_i / sqrt(d) + b_n) for x (p, d), omega (h, d)."""
@@ -15,10 +24,7 @@ def forward(x, omega, b, beta, scale):
     for i in numba.prange(p):
         total = 0.0
         for n in range(h):
-            pre = 0.0
-            for k in range(d):
-                pre += omega[n, k] * x[i, k]
-            pre = pre * inv_sqrt_d + b[n]
+            pre = _preactivation(x, i, omega, b, n, inv_sqrt_d)
             if pre > 0:
                 total += beta[n] * pre
         out[i] = scale * total
@@ -41,10 +47,7 @@ def gradient(x, g, omega, b, beta, scale):
         acc_b = 0.0
         acc_beta = 0.0
         for i in range(p):
-            pre = 0.0
-            for k in range(d):
-                pre += omega[n, k] * x[i, k]
-            pre = pre * inv_sqrt_d + b[n]
+            pre = _preactivation(x, i, omega, b, n, inv_sqrt_d)
             if pre > 0:
                 for k in range(d):
                     acc_x[k] += g[i] * x[i, k]
