@@ -17,11 +17,16 @@ Conventions
 
 Solvers (recorded in the result): "full" (all pairs: LAPACK syevd on "cpu", torch.linalg.eigh on "torch"),
 "topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (iterative,
-whose work is GEMMs with K and which never copies K; on "cpu" a restarted block Krylov method -- block Lanczos with
-full reorthogonalisation, blocks of k+10 vectors, 4 blocks per cycle, memory ~ 16 (k+10) N besides K; on "torch"
-block subspace iteration on 2k+10 vectors). It stops when every top-k Ritz pair has ||K v - theta v|| <= tol *
-|theta_max|; it assumes K is positive semi-definite, as Gram matrices are, and falls back to a direct solver
-(``iterations = -1``) when it sees a large negative eigenvalue or does not converge).
+whose work is GEMMs with K). On "cpu" "subspace" is Chebyshev-filtered subspace iteration (Zhou & Saad 2007) on
+k + max(10, k/2) vectors with Rayleigh-Ritz, locking and degree-3 filters, memory ~ 4 (k + max(10, k/2)) N besides
+K. For float64 kernels it runs in mixed precision (``mixed_precision``): float32 cycles on a float32 copy of K,
+packed once for fast products, until float32 rounding stalls them near 1e-7, then one float64 product and
+refinement cycles that apply the filter to the float64 residual with float32 products: their error scales with
+the residual, rows whose correction is still too large for tol get float64 products, and the result meets the
+float64 tol with eigenvalues exact to rounding, as without mixed precision. On "torch" it is block subspace iteration on 2k+10 vectors. It
+stops when every top-k Ritz pair has ||K v - theta v|| <= tol * |theta_max|; it assumes K is positive
+semi-definite, as Gram matrices are, and falls back to a direct solver (``iterations = -1``) when it sees a large
+negative eigenvalue or does not converge.
 ``solver="auto"`` takes "full" when k > N/2, "subspace" when its block 2k+10 is at most N/10, else "topk"
 ("full" on the torch backend).
 
@@ -46,9 +51,11 @@ _SUPPORTED = ("cpu", "torch")
 _SOLVERS = ("auto", "full", "topk", "subspace")
 # Relative asymmetry max|K - K^T| / max|K| accepted by default, and subspace residual tolerance, per dtype.
 _SYMMETRY_TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
-_SUBSPACE_TOL = {torch.float64: 1e-12, torch.float32: 2e-5}
+_SUBSPACE_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 _MAX_ITER = 100  # subspace iteration steps (torch)
-_MAX_PRODUCTS = 200  # block products with K (cpu block Krylov)
+_MAX_PRODUCTS = 300  # products of K with the block ("cpu")
+_FILTER_DEGREE = 3  # Chebyshev filter degree ("cpu"); higher degrees lose the smaller wanted pairs to rounding
+_MIXED_COPY_BYTES = 1 << 30  # float32 copies of K the mixed-precision solver may hold at once
 _SYMMETRY_TILE = 1024  # the symmetry check compares tiles, so it never copies the whole matrix
 
 
@@ -81,7 +88,8 @@ class KernelPCA:
 
 
 def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str = "auto", solver: str = "auto",
-         tol: float | None = None, symmetry_tol: float | None = None, seed: int = 0) -> KernelPCA:
+         tol: float | None = None, symmetry_tol: float | None = None, mixed_precision: bool | None = None,
+         seed: int = 0) -> KernelPCA:
     """Top-k kernel PCA of one symmetric kernel (N, N) or a batch (B, N, N).
 
     Args:
@@ -91,8 +99,12 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
         center: decompose the doubly-centred kernel H K H (classic kernel PCA).
         backend: "auto", "cpu" or "torch" (CUDA tensors use "torch").
         solver: "auto", "full", "topk" ("cpu" only) or "subspace".
-        tol: subspace residual tolerance ||K v - theta v|| <= tol * |theta_max| (default 1e-12 fp64, 2e-5 fp32).
+        tol: subspace residual tolerance ||K v - theta v|| <= tol * |theta_max| (default 1e-10 fp64, 2e-5 fp32;
+            the eigenvalues' error is then ~tol^2 theta_max^2 / gap, i.e. rounding).
         symmetry_tol: accepted max|K - K^T| / max|K| (default 1e-8 fp64, 1e-4 fp32).
+        mixed_precision: float64 "subspace" on "cpu" only: iterate on a float32 copy of K first, then refine to
+            the same float64 tol mostly with float32 products (about 1.5x faster, results as accurate). None: on
+            when the float32 copies (one per matrix solved at once) fit in 1 GiB.
         seed: seed of the subspace solver's random start.
 
     Returns:
@@ -100,13 +112,16 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
     """
     (K_t,), kind = as_tensors(K=K)
     batched = K_t.ndim == 3
-    K3 = _check_kernel(K_t, symmetry_tol)
+    K3 = _as_batch(K_t)
     batch, n = K3.shape[0], K3.shape[1]
-    k = _check_k(k, n)
     y3 = None if y is None else _check_labels(y, K3, batched)
+    alignment = _check_kernel(K3, batched, symmetry_tol, y3, center)
+    k = _check_k(k, n)
     name = _backends.resolve(backend, kind.device, _SUPPORTED, what="kpca")
     solver = _choose_solver(solver, name, k, n)
-    tol = _SUBSPACE_TOL[kind.dtype] if tol is None else float(tol)
+    tol = _check_tol(tol, kind.dtype)
+    if mixed_precision is not None and not isinstance(mixed_precision, bool):
+        raise TypeError(f"mixed_precision must be True, False or None, got {mixed_precision!r}")
     _check_memory(name, solver, batch, n, k, K3.element_size(), kind.device)
 
     if name == "torch":
@@ -124,55 +139,70 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
         iterations = torch.zeros(batch, dtype=torch.int32)
         threads = torch.get_num_threads()
         if solver == "subspace":
-            block, steps = _krylov_shape(k, n)
+            block = _subspace_block(k, n)
+            mixed = _use_mixed(mixed_precision, kind.dtype, batch, n)
             getattr(core, f"kpca_subspace_{suffix(kind.dtype)}")(
-                address(K3), batch, n, k, block, steps, center, tol, _MAX_PRODUCTS, seed, address(values),
-                address(rows), address(iterations), threads)
+                address(K3), batch, n, k, block, _FILTER_DEGREE, center, tol, _MAX_PRODUCTS, mixed, seed,
+                address(values), address(rows), address(iterations), threads)
         else:
             getattr(core, f"kpca_{solver}_{suffix(kind.dtype)}")(
                 address(K3), batch, n, k, center, address(values), address(rows), threads)
         vectors = rows.transpose(-1, -2).contiguous()
     vectors = _fix_signs(vectors)
 
-    projections = cumulative = alignment = None
+
+    projections = cumulative = None
     if y3 is not None:
         labels = y3 - y3.mean(dim=-1, keepdim=True) if center else y3
         norm2 = (labels * labels).sum(dim=-1, keepdim=True)
         projections = (labels.unsqueeze(-1) * vectors).sum(dim=-2) ** 2 / norm2
         cumulative = projections.cumsum(dim=-1)
-        alignment = _alignment(K3, y3, center)
     if solver != "subspace":
         iterations = None
     return _result(kind, batched, values, vectors, projections, cumulative, alignment, name, solver, center,
                    iterations)
 
 
-def _check_kernel(K: torch.Tensor, symmetry_tol: float | None) -> torch.Tensor:
-    """Validate K (N, N) or (B, N, N): square, non-empty, finite, symmetric; return it as (B, N, N)."""
+def _as_batch(K: torch.Tensor) -> torch.Tensor:
+    """K (N, N) or (B, N, N) as (B, N, N), after the shape checks."""
     if K.ndim not in (2, 3):
         raise ValueError(f"K must be (N, N) or a batch (B, N, N), got shape {tuple(K.shape)}")
     if K.shape[-1] != K.shape[-2]:
         raise ValueError(f"K must be square (N, N), got shape {tuple(K.shape)}")
     if K.numel() == 0:
         raise ValueError(f"K is empty (shape {tuple(K.shape)}); give at least one 1 x 1 matrix")
-    K3 = K if K.ndim == 3 else K.unsqueeze(0)
-    tol = _SYMMETRY_TOL[K.dtype] if symmetry_tol is None else float(symmetry_tol)
-    n = K3.shape[-1]
+    return K if K.ndim == 3 else K.unsqueeze(0)
+
+
+def _check_kernel(K3: torch.Tensor, batched: bool, symmetry_tol: float | None, labels: torch.Tensor | None,
+                  center: bool) -> torch.Tensor | None:
+    """Refuse NaN/Inf or asymmetric matrices in K3 (B, N, N); return the alignment (B,) with labels (1 or B, N),
+    else None. On CPU tensors one compiled tiled pass per matrix does both, without copying K."""
+    tol = _SYMMETRY_TOL[K3.dtype] if symmetry_tol is None else float(symmetry_tol)
+    batch, n = K3.shape[0], K3.shape[-1]
+    if labels is not None:
+        centred = labels - labels.mean(dim=-1, keepdim=True) if center else labels
+        if bool(((centred * centred).sum(dim=-1) == 0).any()):
+            raise ValueError("y is zero (or constant, with centring); alignment needs a non-trivial label vector")
+        labels = labels.contiguous()
     if K3.device.type == "cpu" and _backends.why_unavailable("cpu") is None:
-        stats = torch.empty(K3.shape[0], 3, dtype=torch.float64)
-        getattr(_backends.module("cpu"), f"kpca_check_{suffix(K.dtype)}")(
-            address(K3), K3.shape[0], n, address(stats), torch.get_num_threads())
+        stats = torch.empty(batch, 4, dtype=torch.float64)
+        getattr(_backends.module("cpu"), f"kpca_check_{suffix(K3.dtype)}")(
+            address(K3), batch, n, 0 if labels is None else address(labels),
+            0 if labels is None else labels.shape[0], center, address(stats), torch.get_num_threads())
+        alignment = None if labels is None else stats[:, 3].to(K3.dtype)
     else:
-        stats = torch.stack([_tile_stats(K3[b]) for b in range(K3.shape[0])])
-    for b, (scale, worst, bad) in enumerate(stats.tolist()):
-        where = f"K[{b}]" if K.ndim == 3 else "K"
+        stats = torch.stack([_tile_stats(K3[b]) for b in range(batch)])
+        alignment = None if labels is None else _alignment(K3, labels, center)
+    for b, (scale, worst, bad) in enumerate(stats[:, :3].tolist()):
+        where = f"K[{b}]" if batched else "K"
         if bad:
             raise ValueError(f"{where} contains NaN or Inf")
         if worst > tol * scale:
             raise ValueError(
                 f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
                 "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
-    return K3
+    return alignment
 
 
 def _tile_stats(K: torch.Tensor) -> torch.Tensor:
@@ -249,12 +279,31 @@ def _check_memory(backend: str, solver: str, batch: int, n: int, k: int, itemsiz
             "smaller batch")
 
 
-def _krylov_shape(k: int, n: int) -> tuple[int, int]:
-    """Block size (k + 10, at most N/2) and blocks per Krylov cycle (4, fewer when 4 blocks exceed N)."""
-    block = min(k + 10, n // 2)
-    if block < k:
-        raise ValueError(f"solver='subspace' needs N >= 2k (got N = {n}, k = {k}); use 'topk' or 'full'")
-    return block, min(4, n // block)
+def _subspace_block(k: int, n: int) -> int:
+    """Vectors in the filtered block: k plus a guard of max(10, k/2), at most N.
+
+    The slowest wanted pair converges like the ratio lambda_(l+1) / lambda_k through the filter, so the guard buys
+    speed where the spectrum has a cluster just below lambda_k (NTKs do: spherical-harmonic degeneracies)."""
+    return min(n, k + max(10, (k + 1) // 2))
+
+
+def _use_mixed(mixed_precision: bool | None, dtype: torch.dtype, batch: int, n: int) -> bool:
+    """Whether the float64 "cpu" subspace solver starts in float32 (see ``kpca``'s mixed_precision)."""
+    if dtype != torch.float64 or mixed_precision is False:
+        return False
+    if mixed_precision:
+        return True
+    return min(batch, torch.get_num_threads()) * n * n * 4 <= _MIXED_COPY_BYTES
+
+
+def _check_tol(tol: float | None, dtype: torch.dtype) -> float:
+    if tol is None:
+        return _SUBSPACE_TOL[dtype]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a positive float, got {type(tol).__name__}")
+    if not 0 < float(tol) < 1:
+        raise ValueError(f"tol must be in (0, 1) (a residual relative to the largest eigenvalue), got {tol}")
+    return float(tol)
 
 
 def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:

@@ -147,6 +147,65 @@ def test_subspace_falls_back_on_indefinite_matrix():
         assert_close(result.eigenvalues, np.array([5.0, 3.0, 2.0]), torch.float64)
 
 
+needs_cpu = pytest.mark.skipif("cpu" not in BACKENDS, reason="the compiled backend did not build")
+
+
+@needs_cpu
+@pytest.mark.parametrize("n,k", [(130, 5), (301, 7), (700, 40)])  # cut the 64-column panels and 6-row tiles
+@pytest.mark.parametrize("center", [False, True], ids=["plain", "centred"])
+@pytest.mark.parametrize("mixed", [True, False], ids=["mixed", "float64"])
+@pytest.mark.parametrize("tol", [1e-10, 1e-12])
+def test_subspace_meets_its_float64_tolerance(n, k, center, mixed, tol):
+    """The residual bound holds for the true K (checked in numpy), not only for the solver's own estimate, also
+    when float32 products did most of the work (mixed precision)."""
+    K = ntk_like(n, seed=n)
+    Kc = centred(K) if center else K
+    ref_values, ref_vectors = reference(Kc, k)
+    result = kpca(K, k=k, solver="subspace", center=center, mixed_precision=mixed, tol=tol, backend="cpu")
+    assert result.iterations > 0  # converged without falling back to syevr
+    V, values = result.eigenvectors, result.eigenvalues
+    assert np.linalg.norm(Kc @ V - V * values, axis=0).max() <= tol * values[0]
+    np.testing.assert_allclose(values, ref_values, rtol=1e-9, atol=1e-13 * ref_values[0])
+    assert_same_eigenspaces(V, ref_values, ref_vectors, torch.float64, ref_values[0])
+
+
+@needs_cpu
+def test_one_matrix_on_two_threads_matches_one_thread():
+    """A single matrix runs its float32 products on OpenMP threads (the batch path runs one matrix per thread)."""
+    K = ntk_like(257, seed=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = kpca(K, k=9, solver="subspace", backend="cpu")
+        torch.set_num_threads(2)
+        double = kpca(K, k=9, solver="subspace", backend="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(double.eigenvalues, single.eigenvalues, rtol=0, atol=1e-12 * single.eigenvalues[0])
+    ref_values, ref_vectors = reference(K, 9)
+    assert_same_eigenspaces(double.eigenvectors, ref_values, ref_vectors, torch.float64, ref_values[0])
+
+
+@needs_cpu
+def test_mixed_precision_on_float32_kernels_changes_nothing():
+    K = ntk_like(150, seed=4).astype(np.float32)
+    plain = kpca(K, k=4, solver="subspace", backend="cpu", mixed_precision=False)
+    mixed = kpca(K, k=4, solver="subspace", backend="cpu", mixed_precision=True)
+    np.testing.assert_array_equal(mixed.eigenvalues, plain.eigenvalues)
+
+
+@needs_cpu
+@pytest.mark.parametrize("center", [False, True], ids=["plain", "centred"])
+def test_alignment_from_the_check_pass_matches_observables(center):
+    """The compiled symmetry check also accumulates the alignment: several 64-wide tiles, one ragged, per-matrix
+    labels, threads sharing the tiles."""
+    K = np.stack([ntk_like(150, seed=s) for s in range(3)])
+    y = np.random.default_rng(2).standard_normal((3, 150))
+    result = kpca(K, y, k=3, center=center, backend="cpu")
+    expected = [alignment(K[b], y[b], center=center) for b in range(3)]
+    np.testing.assert_allclose(result.alignment, expected, rtol=1e-12)
+
+
 def test_auto_solver_choice():
     assert kpca(ntk_like(30), k=20).solver == "full"
     assert kpca(ntk_like(30), k=5).solver == "topk"
@@ -184,6 +243,9 @@ def test_kinds_in_kinds_out():
         (np.eye(3), {"solver": "arpack"}, ValueError, "solver must be"),
         (np.eye(3), {"backend": "torch", "solver": "topk"}, ValueError, "cpu"),
         (np.eye(3), {"backend": "numba"}, ValueError, "does not implement"),
+        (np.eye(3), {"tol": 0.0}, ValueError, "tol must be in"),
+        (np.eye(3), {"tol": "1e-8"}, TypeError, "tol must be a positive float"),
+        (np.eye(3), {"mixed_precision": "yes"}, TypeError, "mixed_precision must be"),
     ],
 )
 def test_bad_input_is_refused(K, kwargs, error, match):
@@ -226,9 +288,10 @@ def test_torch_check_matches_compiled_check():
     assert torch.allclose(_tile_stats(K[0]), torch.tensor(expected[0], dtype=torch.float64))
     assert _tile_stats(K[1])[2] == 1.0
     if "cpu" in BACKENDS:
-        stats = torch.empty(2, 3, dtype=torch.float64)
-        _backends.module("cpu").kpca_check_f64(K.data_ptr(), 2, n, stats.data_ptr(), 1)
-        assert torch.allclose(stats[0], torch.tensor(expected[0], dtype=torch.float64)) and stats[1, 2] == 1.0
+        stats = torch.empty(2, 4, dtype=torch.float64)
+        _backends.module("cpu").kpca_check_f64(K.data_ptr(), 2, n, 0, 0, False, stats.data_ptr(), 1)
+        assert torch.allclose(stats[0, :3], torch.tensor(expected[0], dtype=torch.float64)) and stats[1, 2] == 1.0
+        assert torch.isnan(stats[:, 3]).all()  # no labels, no alignment
 
 
 def test_direct_solver_refuses_what_cannot_fit(monkeypatch):

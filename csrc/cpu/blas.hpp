@@ -24,4 +24,9 @@ inline void syrk(int n, int k, double alpha, const double* a, int lda, double be
   scipy_cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, alpha, a, lda, beta, c, ldc);
 }
 
+// B (m x n, row-major) = L^-1 B for the lower-triangular L (m x m, row-major).
+inline void trsm_lower(int m, int n, const double* l, int ldl, double* b, int ldb) {
+  scipy_cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0, l, ldl, b, ldb);
+}
+
 }  // namespace fastdyn::blas

@@ -4,22 +4,28 @@
 //   full:     LAPACK syevd (divide and conquer), all pairs, top k kept.
 //   topk:     LAPACK syevr with an index range (MRRR): the tridiagonal reduction is still O(N^3) but only the k
 //             wanted eigenvectors are computed and back-transformed.
-//   subspace: restarted block Krylov (block Lanczos with full reorthogonalisation, Rayleigh-Ritz) on blocks of
-//             l >= k vectors; each product with K is one (l x N) x (N x N) GEMM, so it runs at BLAS-3 speed,
-//             never copies K (memory ~ 4 l steps N) and optionally centres K implicitly (H K H, H = I - 11^T/N).
-//             It assumes K positive semi-definite (a Gram matrix): a matrix not converged after max_iter
+//   subspace: Chebyshev-filtered subspace iteration with Rayleigh-Ritz and locking on blocks of l > k vectors
+//             (see chebyshev_iterate); each product with K is one (l x N) x (N x N) GEMM, so it runs at BLAS-3
+//             speed, never copies K in float64 (memory ~ 4 l N besides K) and optionally centres K implicitly
+//             (H K H, H = I - 11^T/N). Float64 kernels may run in mixed precision: float32 cycles on a packed
+//             float32 copy of K, then a refinement whose products stay float32 (see refine).
+//             It assumes K positive semi-definite (a Gram matrix): a matrix not converged after max_products
 //             products, or showing a large negative eigenvalue, is solved again with syevr (iterations = -1).
 // Batch parallelism: matrices run concurrently on OpenMP threads with single-threaded OpenBLAS when the batch has
 // several matrices and their workspaces fit in kParallelWorkBytes; otherwise one matrix at a time with threaded BLAS.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/blas.hpp"
 #include "cpu/lapack.hpp"
+#include "cpu/packed_product.hpp"
 #include "cpu/threads.hpp"
 #include "registry.hpp"
 
@@ -27,22 +33,29 @@ namespace fastdyn {
 namespace {
 
 constexpr double kParallelWorkBytes = 2.0 * (1 << 30);
+// Residual (relative to theta_max) at which the float32 phase of a mixed-precision subspace solve hands over to
+// float64 at the latest; float32 rounding usually stalls it near 1e-7 first.
+constexpr double kMixedSwitch = 1e-6;
+// The refinement starts only from a float32 phase that reached this residual; its products' errors scale with it.
+constexpr double kRefineStart = 1e-5;
 
-// Run body(b) for b in [0, B): concurrently with 1-thread BLAS, or sequentially with n_threads-thread BLAS.
+// Run body(b) for b in [0, B): concurrently with 1-thread BLAS, or sequentially with n_threads-thread BLAS (with
+// 1-thread BLAS too when body threads its own products: OpenBLAS's spinning threads would compete with OpenMP's).
 // body returns a LAPACK info code; the first non-zero one is raised after the loop.
 template <typename Body>
-void over_batch(long batch, double work_bytes, int n_threads, const char* what, Body&& body) {
+void over_batch(long batch, double work_bytes, int n_threads, const char* what, Body&& body,
+                bool body_threads = false) {
   n_threads = use_threads(n_threads);
   std::vector<int> info(static_cast<size_t>(batch), 0);
   const bool concurrent = batch > 1 && n_threads > 1 && work_bytes * std::min<long>(batch, n_threads) <= kParallelWorkBytes;
+  if (concurrent || body_threads) scipy_openblas_set_num_threads(1);
   if (concurrent) {
-    scipy_openblas_set_num_threads(1);
 #pragma omp parallel for schedule(dynamic, 1)
     for (long b = 0; b < batch; ++b) info[b] = body(b);
-    scipy_openblas_set_num_threads(n_threads);
   } else {
     for (long b = 0; b < batch; ++b) info[b] = body(b);
   }
+  scipy_openblas_set_num_threads(n_threads);
   for (long b = 0; b < batch; ++b)
     if (info[b] != 0)
       throw std::runtime_error(std::string(what) + ": LAPACK failed on matrix " + std::to_string(b) + " (info " +
@@ -122,114 +135,417 @@ void centre_rows(T* a, long rows, long n) {
   }
 }
 
-// rows (b x n) -= (rows basis^T) basis for the orthonormal rows basis (m x n): remove span(basis), twice
-// ("twice is enough"), then orthonormalise; a second pass after the QR keeps the block orthogonal to the basis
-// even when the block was nearly rank deficient.
-// With centre, the rows are also kept orthogonal to the constant vector (in the range of H), where H K H acts.
+// Working set of the subspace solver for one matrix: `rows` vectors of length n stored as rows.
 template <typename T>
-int extend_basis(T* rows, int b, const T* basis, int m, int n, bool centre, T* coef, T* tau) {
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int twice = 0; twice < 2 && m > 0; ++twice) {
-      blas::gemm(false, true, b, m, n, T(1), rows, n, basis, n, T(0), coef, m);
-      blas::gemm(false, false, b, n, m, T(-1), coef, m, basis, n, T(1), rows, n);
+struct Subspace {
+  Subspace(long n_, long rows_)
+      : n(n_), rows(rows_), x(rows_ * n_), w(x.size()), y(x.size()), z(x.size()), g(rows_ * rows_),
+        rot(g.size()), theta(rows_), tau(rows_), residual(rows_, 0.0) {}
+  long n, rows;
+  std::vector<T> x, w, y, z;  // basis, its image K x (H K x when centring), two filter work blocks
+  std::vector<T> g, rot, theta, tau;
+  std::vector<double> residual;  // ||K x_j - theta_j x_j||
+};
+
+// Products with K: out (rows x n) = in K, the rows of `in` being vectors (K symmetric).
+template <typename T>
+struct DenseMatrix {
+  const T* k;
+  long n;
+  void multiply(const T* in, long rows, T* out) const {
+    const int ni = static_cast<int>(n);
+    blas::gemm(false, false, static_cast<int>(rows), ni, ni, T(1), in, ni, k, ni, T(0), out, ni);
+  }
+};
+
+// out = in K, centred when centre (H K H on centred rows).
+template <typename T, typename Matrix>
+void apply(const Matrix& k, long n, const T* in, long rows, bool centre, T* out) {
+  k.multiply(in, rows, out);
+  if (centre) centre_rows(out, rows, n);
+}
+
+// Orthonormalise rows [locked, rows) of x among themselves and against the orthonormal rows [0, locked).
+template <typename T>
+int orthonormalise_active(Subspace<T>& s, long locked, bool centre) {
+  const int n = static_cast<int>(s.n), m = static_cast<int>(s.rows - locked), l = static_cast<int>(locked);
+  T* active = s.x.data() + locked * s.n;
+  // Projections against the locked rows go twice ("twice is enough"), and the QR is repeated after them, so a
+  // nearly rank-deficient filtered block cannot bring locked directions back.
+  for (int pass = 0; pass < (locked > 0 ? 2 : 1); ++pass) {
+    for (int twice = 0; twice < 2 && l > 0; ++twice) {
+      blas::gemm(false, true, m, l, n, T(1), active, n, s.x.data(), n, T(0), s.g.data(), l);
+      blas::gemm(false, false, m, n, l, T(-1), s.g.data(), l, s.x.data(), n, T(1), active, n);
     }
-    if (centre) centre_rows(rows, b, n);
-    const int info = lapack::orthonormalise(n, b, rows, n, tau);
+    if (centre) centre_rows(active, m, s.n);
+    const int info = lapack::orthonormalise(n, m, active, n, s.tau.data());
     if (info) return info;
   }
   return 0;
 }
 
-// Restarted block Krylov (block Lanczos with full reorthogonalisation): each cycle builds the orthonormal basis
-// U = [Q, K Q, ..., K^(steps-1) Q] block by block (one GEMM with K per block), keeps W = K U, does Rayleigh-Ritz
-// with H = U W^T, and restarts from the top `block` Ritz vectors, whose images K V are already known. The Krylov
-// polynomial separates clustered eigenvalues far better than powers of K (plain subspace iteration).
-// Returns the LAPACK info, sets iterations to the number of products with K (-1: fell back to syevr).
+// Rayleigh-Ritz on the active rows [locked, rows): rotate x and w to the Ritz vectors (descending Ritz values in
+// theta) and update the residual norms of the rows below `top`.
 template <typename T>
-int solve_subspace(const T* k, long n, long top, long block, long steps, bool centre, double tol, long max_iter,
-                   std::uint64_t seed, T* w, T* v, int* iterations) {
-  const int ni = static_cast<int>(n), b = static_cast<int>(block);
-  const long width = block * steps;  // basis size
-  const int m = static_cast<int>(width);
-  std::vector<T> u(static_cast<size_t>(width * n)), kw(u.size()), ritz_vec(u.size()), ritz_img(u.size());
-  std::vector<T> h(static_cast<size_t>(width * width)), rot(h.size()), theta(static_cast<size_t>(width));
-  std::vector<T> coef(static_cast<size_t>(block * width)), tau(static_cast<size_t>(block));
-  std::uint64_t state = seed;
-  for (long i = 0; i < block * n; ++i)
-    u[i] = static_cast<T>(static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-  int info = extend_basis(u.data(), b, u.data(), 0, ni, centre, coef.data(), tau.data());
+int rayleigh_ritz(Subspace<T>& s, long locked, long top) {
+  const long n = s.n, m = s.rows - locked;
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n);
+  T* x = s.x.data() + locked * n;
+  T* w = s.w.data() + locked * n;
+  blas::gemm(false, true, mi, mi, ni, T(1), x, ni, w, ni, T(0), s.g.data(), mi);
+  // g[i][j] = x_i . w_j. Symmetrise from the lower triangle: x_later . w_earlier, the earlier row (larger Ritz
+  // value) being the better converged one, whose image is the more accurate in the mixed-precision refinement.
+  for (long i = 0; i < m; ++i)
+    for (long j = 0; j < i; ++j) s.g[j * m + i] = s.g[i * m + j];
+  T* values = s.theta.data() + locked;
+  const int info = lapack::syevd(mi, s.g.data(), mi, values);
   if (info) return info;
-  bool have_image = false;  // after a restart, kw[0:block] = K u[0:block] is known
+  // rot (row-major): row j = the eigenvector of the j-th largest Ritz value (syevd's columns, ascending).
+  for (long j = 0; j < m; ++j) std::copy(s.g.data() + (m - 1 - j) * m, s.g.data() + (m - j) * m, s.rot.data() + j * m);
+  std::reverse(values, values + m);
+  blas::gemm(false, false, mi, ni, mi, T(1), s.rot.data(), mi, x, ni, T(0), s.y.data(), ni);
+  blas::gemm(false, false, mi, ni, mi, T(1), s.rot.data(), mi, w, ni, T(0), s.z.data(), ni);
+  std::copy(s.y.begin(), s.y.begin() + m * n, x);
+  std::copy(s.z.begin(), s.z.begin() + m * n, w);
+  for (long j = locked; j < top; ++j) {
+    const T* xj = s.x.data() + j * n;
+    const T* wj = s.w.data() + j * n;
+    double r2 = 0.0;
+    for (long i = 0; i < n; ++i) {
+      const double r = static_cast<double>(wj[i]) - static_cast<double>(s.theta[j]) * xj[i];
+      r2 += r * r;
+    }
+    s.residual[j] = std::sqrt(r2);
+  }
+  return 0;
+}
+
+// Replace the active rows of x by p(K) x, p the Chebyshev polynomial of the given degree that is small on the
+// unwanted interval [0, theta_last] (theta_last the smallest Ritz value of the block) and grows fast above it.
+// The first term uses the known image w, so the filter costs degree - 1 products; rows are renormalised at every
+// step (the polynomial's values reach ~1e30 at degree 10).
+template <typename T, typename Matrix>
+long chebyshev_filter(const Matrix& k, Subspace<T>& s, long locked, long degree, bool centre) {
+  const long n = s.n, m = s.rows - locked;
+  T* y0 = s.x.data() + locked * n;  // T_{d-1}(x), in place of the active rows
+  T* y1 = s.y.data();                // T_d(x)
+  const T* w = s.w.data() + locked * n;
+  const double upper = static_cast<double>(s.theta[s.rows - 1]);
+  if (!(upper > 0.0)) {  // the block already reaches K's null space: a plain power step
+    std::copy(w, w + m * n, y0);
+    return 0;
+  }
+  const T half = static_cast<T>(upper / 2);  // centre c and half-width e of [0, upper] are both upper / 2
+  for (long i = 0; i < m * n; ++i) y1[i] = (w[i] - half * y0[i]) / half;
   long products = 0;
-  while (products < max_iter) {
-    for (long j = 0; j < steps; ++j) {
-      T* uj = u.data() + j * block * n;
-      T* wj = kw.data() + j * block * n;
-      if (!(j == 0 && have_image)) {
-        blas::gemm(false, false, b, ni, ni, T(1), uj, ni, k, ni, T(0), wj, ni);  // rows: K u_i (K symmetric)
-        if (centre) centre_rows(wj, block, n);
-        ++products;
+  for (long d = 2; d <= degree; ++d) {
+    apply(k, n, y1, m, centre, s.z.data());
+    ++products;
+    for (long r = 0; r < m; ++r) {
+      T* zr = s.z.data() + r * n;
+      T* ar = y0 + r * n;
+      T* br = y1 + r * n;
+      double norm2 = 0.0;
+      for (long i = 0; i < n; ++i) {
+        zr[i] = 2 * (zr[i] - half * br[i]) / half - ar[i];
+        norm2 += static_cast<double>(zr[i]) * zr[i];
       }
-      if (j + 1 < steps) {
-        T* next = uj + block * n;
-        std::copy(wj, wj + block * n, next);
-        info = extend_basis(next, b, u.data(), static_cast<int>((j + 1) * block), ni, centre, coef.data(),
-                            tau.data());
+      const T inv = static_cast<T>(norm2 > 0.0 ? 1.0 / std::sqrt(norm2) : 1.0);
+      for (long i = 0; i < n; ++i) {
+        ar[i] = br[i] * inv;
+        br[i] = zr[i] * inv;
+      }
+    }
+  }
+  std::copy(y1, y1 + m * n, y0);
+  return products;
+}
+
+enum class Outcome { converged, stalled, exhausted };
+
+// Chebyshev-filtered subspace iteration (Zhou & Saad 2007) with Rayleigh-Ritz and locking, from the rows of s.x:
+// each cycle filters the active rows (degree - 1 products), orthonormalises them and takes their image (1
+// product), then does Rayleigh-Ritz; the leading Ritz pairs whose residual is <= tol * theta_max are locked and
+// leave the products. With stop_on_stall it returns when a cycle fails to halve the worst residual (the rounding
+// floor of a float32 phase). products counts products with K (each a GEMM with up to `rows` vectors).
+template <typename T, typename Matrix>
+Outcome chebyshev_iterate(const Matrix& k, Subspace<T>& s, long top, long degree, bool centre, double tol,
+                          bool stop_on_stall, long max_products, long& products, int& info,
+                          double* relative_residual = nullptr) {
+  long locked = 0;
+  info = orthonormalise_active(s, 0, centre);
+  if (info) return Outcome::exhausted;
+  apply(k, s.n, s.x.data(), s.rows, centre, s.w.data());
+  ++products;
+  double previous = INFINITY;
+  while (true) {
+    info = rayleigh_ritz(s, locked, top);
+    if (info) return Outcome::exhausted;
+    const double bound = tol * std::abs(static_cast<double>(s.theta[0]));
+    const double worst = *std::max_element(s.residual.begin(), s.residual.begin() + top);
+    if (relative_residual) *relative_residual = worst / std::abs(static_cast<double>(s.theta[0]));
+    if (worst <= bound) return Outcome::converged;
+    if (stop_on_stall && worst > 0.5 * previous) return Outcome::stalled;
+    if (products >= max_products) return Outcome::exhausted;
+    previous = worst;
+    while (locked < top && s.residual[locked] <= bound) ++locked;
+    products += chebyshev_filter(k, s, locked, degree, centre);
+    info = orthonormalise_active(s, locked, centre);
+    if (info) return Outcome::exhausted;
+    apply(k, s.n, s.x.data() + locked * s.n, s.rows - locked, centre, s.w.data() + locked * s.n);
+    ++products;
+  }
+}
+
+// out (rows x n, float64) = in K32 for float64 rows `in`, rounded to float32 row by row after scaling each row to a
+// largest entry of 1 (the refinement's rows are tiny), through the float32 buffers a32 and b32.
+void apply_float(const PackedMatrix32& k32, long n, const double* in, long rows, bool centre, double* out,
+                 float* a32, float* b32) {
+  std::vector<double> scale(static_cast<size_t>(rows));
+  for (long r = 0; r < rows; ++r) {
+    double largest = 0.0;
+    for (long i = 0; i < n; ++i) largest = std::max(largest, std::abs(in[r * n + i]));
+    scale[r] = largest > 0.0 ? largest : 1.0;
+    for (long i = 0; i < n; ++i) a32[r * n + i] = static_cast<float>(in[r * n + i] / scale[r]);
+  }
+  apply(k32, n, a32, rows, centre, b32);
+  for (long r = 0; r < rows; ++r)
+    for (long i = 0; i < n; ++i) out[r * n + i] = static_cast<double>(b32[r * n + i]) * scale[r];
+}
+
+// Cholesky QR: x (m x n rows) <- L^-1 x with x x^T = L L^T, `passes` times, for a well-conditioned block (each
+// pass leaves ~eps cond(x)^2 of non-orthogonality); the same transformation goes to `also` (the images K x) when
+// given. g: m x m work. False if x is too ill conditioned for the Cholesky factorisation.
+bool cholesky_qr(double* x, double* also, long m, long n, double* g, int passes) {
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n);
+  for (int pass = 0; pass < passes; ++pass) {
+    blas::gemm(false, true, mi, mi, ni, 1.0, x, ni, x, ni, 0.0, g, mi);
+    if (lapack::potrf_lower(mi, g, mi) != 0) return false;
+    blas::trsm_lower(mi, ni, g, mi, x, ni);
+    if (also) blas::trsm_lower(mi, ni, g, mi, also, ni);
+  }
+  return true;
+}
+
+// Work blocks of the mixed-precision refinement (rows x n each).
+struct RefineBuffers {
+  RefineBuffers(long n, long rows) : residual_rows(n * rows), ke(n * rows), a32(n * rows), b32(n * rows) {}
+  std::vector<double> residual_rows, ke;
+  std::vector<float> a32, b32;
+};
+
+// Mixed-precision refinement: Chebyshev-filtered subspace iteration in float64 whose products with K run in float32.
+// With Ritz pairs (Theta, x) and residuals R = K x - x Theta, the filtered block is p(K) x = x p(Theta) + E, where
+// E_0 = 0, E_1 = R / e and E_(d+1) = (2/e) (R p_d(Theta) + (K - c) E_d) - E_(d-1) (the Chebyshev recurrence
+// minus its value on the Ritz values), and K p(K) x = w p(Theta) + K E. E is as small as R, so K E can run on the
+// float32 copy of K: its error, ~eps32 ||K|| ||E||, sits ~1e-7 below the correction it computes. One float64
+// product (the anchor w = K x) starts it; after that every image w is carried along exactly by the same linear
+// algebra that transforms x (the Cholesky QR and the Rayleigh-Ritz rotations), so each cycle costs `degree`
+// float32 products. The guard rows (k and beyond) converge slowly, so their larger E leaves ~1e-12 theta_max of
+// error in the top pairs through the rotations: the floor behind kpca's tol >= 1e-10 for mixed precision.
+// x must already be good to ~1e-6 (the float32 phase); returns stalled when a cycle fails to halve the worst
+// residual, and the caller continues in plain float64.
+Outcome refine(const DenseMatrix<double>& k, const PackedMatrix32& k32, Subspace<double>& s,
+               RefineBuffers& buffers, long top, long degree, bool centre, double tol, long max_products,
+               long& products, int& info) {
+  const long n = s.n, rows = s.rows;
+  const int ni = static_cast<int>(n);
+  double* residual_rows = buffers.residual_rows.data();
+  double* ke = buffers.ke.data();
+  float* a32 = buffers.a32.data();
+  float* b32 = buffers.b32.data();
+  std::vector<double> d0(static_cast<size_t>(rows)), d1(d0.size());
+  if (centre) centre_rows(s.x.data(), rows, n);
+  // The float32 phase's block is orthonormal to ~1e-7: two passes make it so to float64 rounding.
+  if (!cholesky_qr(s.x.data(), nullptr, rows, n, s.g.data(), 2)) return Outcome::stalled;
+  apply(k, n, s.x.data(), rows, centre, s.w.data());
+  ++products;
+  long locked = 0;
+  double previous = INFINITY;
+  while (true) {
+    info = rayleigh_ritz(s, locked, top);
+    if (info) return Outcome::exhausted;
+    const double bound = tol * std::abs(s.theta[0]);
+    const double worst = *std::max_element(s.residual.begin(), s.residual.begin() + top);
+    if (worst <= bound) return Outcome::converged;
+    if (worst > 0.5 * previous || products >= max_products) return Outcome::stalled;
+    previous = worst;
+    while (locked < top && s.residual[locked] <= bound) ++locked;
+    const double upper = s.theta[rows - 1];
+    if (!(upper > 0.0)) return Outcome::stalled;
+    const long m = rows - locked;
+    const int mi = static_cast<int>(m), li = static_cast<int>(locked);
+    double* x = s.x.data() + locked * n;
+    double* w = s.w.data() + locked * n;
+    double* e0 = s.y.data();
+    double* e1 = s.z.data();
+    const double half = upper / 2;  // centre and half-width of the damped interval [0, upper]
+    // ke = K e for the active rows e: float32 product, whose components along the block X are then replaced by
+    // the exact x_l . K e = w_l . e. Float32 rounding along the top eigenvectors would otherwise be amplified by
+    // the filter's values there (up to (lambda_max / theta_last)^degree) and swamp the smaller rows.
+    const int li_all = static_cast<int>(rows);
+    auto image = [&](const double* e) {
+      apply_float(k32, n, e, m, centre, ke, a32, b32);
+      ++products;
+      blas::gemm(false, true, mi, li_all, ni, 1.0, ke, ni, s.x.data(), ni, 0.0, s.rot.data(), li_all);
+      blas::gemm(false, true, mi, li_all, ni, -1.0, e, ni, s.w.data(), ni, 1.0, s.rot.data(), li_all);
+      blas::gemm(false, false, mi, ni, li_all, -1.0, s.rot.data(), li_all, s.x.data(), ni, 1.0, ke, ni);
+    };
+    for (long j = 0; j < m; ++j) {
+      const double theta = s.theta[locked + j];
+      d0[j] = 1.0;
+      d1[j] = (theta - half) / half;
+      for (long i = 0; i < n; ++i) {
+        const double r = w[j * n + i] - theta * x[j * n + i];
+        residual_rows[j * n + i] = r;
+        e0[j * n + i] = 0.0;
+        e1[j * n + i] = r / half;
+      }
+    }
+    for (long d = 2; d <= degree; ++d) {
+      image(e1);
+      for (long j = 0; j < m; ++j) {
+        const double theta = s.theta[locked + j];
+        const double d2 = 2.0 * (theta - half) / half * d1[j] - d0[j];
+        const double inv = 1.0 / std::abs(d2);  // |p_d(theta)| >= 1 at the top of the block; renormalise rows
+        for (long i = 0; i < n; ++i) {
+          const long at = j * n + i;
+          const double e2 = 2.0 * (residual_rows[at] * d1[j] + ke[at] - half * e1[at]) / half - e0[at];
+          e0[at] = e1[at] * inv;
+          e1[at] = e2 * inv;
+        }
+        d0[j] = d1[j] * inv;
+        d1[j] = d2 * inv;
+      }
+    }
+    image(e1);
+    // y = x p(Theta) + E and K y = w p(Theta) + K E, rows normalised so that |p(theta_j)| = 1. The float32 part
+    // of an image errs by ~eps32 ||K|| ||E_j||: rows whose E is too large for tol (the guard rows, far from
+    // converged, and any top row still moving) take a float64 product instead, from the first such row on.
+    const double exact_above = 0.1 * tol / std::numeric_limits<float>::epsilon();
+    long exact_from = std::max(top - locked, 0L);
+    for (long j = 0; j < m; ++j) {
+      double e2 = 0.0;
+      for (long i = 0; i < n; ++i) {
+        x[j * n + i] = x[j * n + i] * d1[j] + e1[j * n + i];
+        w[j * n + i] = w[j * n + i] * d1[j] + ke[j * n + i];
+        e2 += e1[j * n + i] * e1[j * n + i];
+      }
+      if (j < exact_from && std::sqrt(e2) > exact_above) exact_from = j;
+    }
+    if (exact_from < m) {
+      apply(k, n, x + exact_from * n, m - exact_from, centre, w + exact_from * n);
+      ++products;
+    }
+    // Orthonormalise x against the locked rows and among themselves and apply every step to w as well. The
+    // block is orthonormal up to ~R, so one Cholesky QR pass leaves it orthonormal to float64 rounding.
+    for (int twice = 0; twice < 2 && li > 0; ++twice) {
+      blas::gemm(false, true, mi, li, ni, 1.0, x, ni, s.x.data(), ni, 0.0, s.g.data(), li);
+      blas::gemm(false, false, mi, ni, li, -1.0, s.g.data(), li, s.x.data(), ni, 1.0, x, ni);
+      blas::gemm(false, false, mi, ni, li, -1.0, s.g.data(), li, s.w.data(), ni, 1.0, w, ni);
+    }
+    if (!cholesky_qr(x, w, m, n, s.g.data(), 1)) return Outcome::stalled;
+  }
+}
+
+// Per-thread work memory of the subspace solver, reused across the matrices of a batch (fresh pages for every
+// matrix cost the kernel ~7% of the solve in zeroing).
+template <typename T>
+struct SubspaceWork {
+  SubspaceWork(long n, long block, bool mixed)
+      : s(n, block), s32(mixed ? n : 0, mixed ? block : 0), refine(mixed ? n : 0, mixed ? block : 0) {}
+  Subspace<T> s;
+  Subspace<float> s32;
+  PackedMatrix32 k32;  // float32 copy of K (mixed only), packed for repeated products
+  RefineBuffers refine;
+};
+
+// Top `top` eigenpairs of the PSD matrix k by Chebyshev-filtered subspace iteration on `block` vectors. With
+// mixed (float64 only): float32 cycles on a float32 copy of K until float32 rounding stalls them (near 1e-7 of
+// theta_max), then the mixed-precision refinement to tol, then (only if the refinement stalls) plain float64
+// cycles. iterations = products with K (float32 and float64), -1 when the matrix was not PSD or did not converge
+// in max_products and syevr solved it instead.
+template <typename T>
+int solve_subspace(const T* k, long n, long top, long block, long degree, bool centre, double tol, long max_products,
+                   bool mixed, std::uint64_t seed, SubspaceWork<T>& work, T* w, T* v, int* iterations) {
+  Subspace<T>& s = work.s;
+  const DenseMatrix<T> dense{k, n};
+  std::uint64_t state = seed;
+  for (T& value : s.x) value = static_cast<T>(static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+  long products = 0;
+  int info = 0;
+  Outcome outcome = Outcome::stalled;
+  if constexpr (std::is_same_v<T, double>) {
+    if (mixed) {
+      work.k32.pack(k, n);
+      std::copy(s.x.begin(), s.x.end(), work.s32.x.begin());
+      double reached = INFINITY;
+      chebyshev_iterate<float>(work.k32, work.s32, top, degree, centre, std::max(tol, kMixedSwitch), true,
+                               max_products / 2, products, info, &reached);
+      if (info) return info;
+      std::copy(work.s32.x.begin(), work.s32.x.end(), s.x.begin());
+      // The refinement's products are only as accurate as E is small: from a float32 phase that stalled early
+      // (an unusual spectrum), plain float64 cycles take over instead.
+      if (reached <= kRefineStart) {
+        outcome = refine(dense, work.k32, s, work.refine, top, degree, centre, tol, max_products, products, info);
         if (info) return info;
       }
     }
-    blas::gemm(false, true, m, m, ni, T(1), u.data(), ni, kw.data(), ni, T(0), h.data(), m);
-    for (long i = 0; i < width; ++i)
-      for (long j = 0; j < i; ++j) h[i * width + j] = h[j * width + i] = (h[i * width + j] + h[j * width + i]) / 2;
-    info = lapack::syevd(m, h.data(), m, theta.data());
-    if (info) return info;
-    // rot (row-major): row j = the eigenvector of the j-th largest Ritz value; ritz_vec = rot U, ritz_img = rot W.
-    for (long j = 0; j < width; ++j)
-      std::copy(h.data() + (width - 1 - j) * width, h.data() + (width - j) * width, rot.data() + j * width);
-    std::reverse(theta.begin(), theta.end());
-    blas::gemm(false, false, b, ni, m, T(1), rot.data(), m, u.data(), ni, T(0), ritz_vec.data(), ni);
-    blas::gemm(false, false, b, ni, m, T(1), rot.data(), m, kw.data(), ni, T(0), ritz_img.data(), ni);
-    double scale = 0.0;
-    for (long j = 0; j < width; ++j) scale = std::max(scale, std::abs(static_cast<double>(theta[j])));
-    double worst = 0.0;
-    for (long j = 0; j < top; ++j) {
-      double r2 = 0.0;
-      for (long i = 0; i < n; ++i) {
-        const double r = static_cast<double>(ritz_img[j * n + i]) - theta[j] * static_cast<double>(ritz_vec[j * n + i]);
-        r2 += r * r;
-      }
-      worst = std::max(worst, std::sqrt(r2));
-    }
-    if (worst <= tol * scale) {
-      // A Gram matrix has no eigenvalue below ~0; a large negative one means K is not PSD and the Krylov space
-      // may have favoured it over some of the largest algebraic eigenvalues.
-      if (theta[width - 1] < -0.1 * std::abs(static_cast<double>(theta[top - 1]))) break;
-      std::copy(theta.begin(), theta.begin() + top, w);
-      std::copy(ritz_vec.begin(), ritz_vec.begin() + top * n, v);
-      *iterations = static_cast<int>(products);
-      return 0;
-    }
-    // Restart from the top `block` Ritz pairs (orthonormal rows, images known).
-    std::copy(ritz_vec.begin(), ritz_vec.begin() + block * n, u.begin());
-    std::copy(ritz_img.begin(), ritz_img.begin() + block * n, kw.begin());
-    have_image = true;
   }
-  *iterations = -1;
-  return solve_topk(k, n, top, centre, w, v);
+  if (outcome == Outcome::converged && s.theta[block - 1] < -0.1 * std::abs(static_cast<double>(s.theta[top - 1])))
+    outcome = Outcome::stalled;  // a negative Ritz value: let float64 cycles confirm it before falling back
+  if (outcome != Outcome::converged) {
+    outcome = chebyshev_iterate<T>(dense, s, top, degree, centre, tol, false, max_products, products, info);
+    if (info) return info;
+  }
+  // A Gram matrix has no eigenvalue below ~0; a large negative one means K is not PSD and the filter (which
+  // damps [0, theta_last] only) may have favoured it over some of the largest algebraic eigenvalues.
+  const bool psd = s.theta[block - 1] >= -0.1 * std::abs(static_cast<double>(s.theta[top - 1]));
+  if (outcome != Outcome::converged || !psd) {
+    *iterations = -1;
+    return solve_topk(k, n, top, centre, w, v);
+  }
+  // Locked pairs keep the order of the cycle that locked them; sort the top pairs descending once at the end.
+  std::vector<long> order(static_cast<size_t>(top));
+  for (long j = 0; j < top; ++j) order[j] = j;
+  std::stable_sort(order.begin(), order.end(), [&](long a, long b) { return s.theta[a] > s.theta[b]; });
+  for (long j = 0; j < top; ++j) {
+    w[j] = s.theta[order[j]];
+    std::copy(s.x.begin() + order[j] * n, s.x.begin() + (order[j] + 1) * n, v + j * n);
+  }
+  *iterations = static_cast<int>(products);
+  return 0;
 }
 
-// out[b] = (max |K[b]|, max |K[b] - K[b]^T|, 1 if K[b] holds NaN/Inf else 0), in one tiled pass over each matrix.
+// out[b] = (max |K[b]|, max |K[b] - K[b]^T|, 1 if K[b] holds NaN/Inf else 0, alignment) in one tiled pass over
+// each matrix. With labels (1 or B rows of N, centred when centre) the same pass also gives the kernel-target
+// alignment yc^T K yc / (||yc||^2 ||K||_F), using ||H K H||_F^2 = ||K||_F^2 - (2/N) |r|^2 + (1^T r)^2 / N^2 (r the
+// row sums) so no centred copy of K is made; without labels out[b, 3] = NaN.
 template <typename T>
-void check_kernels(const T* k, long batch, long n, double* out, int n_threads) {
-  use_threads(n_threads);
+void check_kernels(const T* k, long batch, long n, const T* labels, long label_rows, bool centre, double* out,
+                   int n_threads) {
+  n_threads = use_threads(n_threads);
   constexpr long kTile = 64;
   const long tiles = (n + kTile - 1) / kTile;
+  const bool align = labels != nullptr;
+  std::vector<double> yc(static_cast<size_t>(n), 0.0);
+  std::vector<double> partial(align ? static_cast<size_t>(2 * n * n_threads) : 0);  // per thread: r, K yc
   for (long b = 0; b < batch; ++b) {
     const T* kb = k + b * n * n;
-    double largest = 0.0, asymmetry = 0.0;
+    if (align) {
+      const T* y = labels + (label_rows > 1 ? b * n : 0);
+      double mean = 0.0;
+      for (long i = 0; i < n; ++i) mean += y[i];
+      mean = centre ? mean / n : 0.0;
+      for (long i = 0; i < n; ++i) yc[i] = y[i] - mean;
+      std::fill(partial.begin(), partial.end(), 0.0);
+    }
+    double largest = 0.0, asymmetry = 0.0, frob2 = 0.0;
     int bad = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(max : largest, asymmetry, bad)
-    for (long ti = 0; ti < tiles; ++ti)
+#pragma omp parallel for schedule(dynamic, 1) reduction(max : largest, asymmetry, bad) reduction(+ : frob2)
+    for (long ti = 0; ti < tiles; ++ti) {
+      double* row_sum = align ? partial.data() + 2 * n * omp_get_thread_num() : nullptr;
+      double* k_yc = align ? row_sum + n : nullptr;
       for (long tj = ti; tj < tiles; ++tj)
         for (long r = ti * kTile; r < std::min(n, (ti + 1) * kTile); ++r)
           for (long c = tj * kTile; c < std::min(n, (tj + 1) * kTile); ++c) {
@@ -237,10 +553,36 @@ void check_kernels(const T* k, long batch, long n, double* out, int n_threads) {
             bad = std::max(bad, static_cast<int>(!std::isfinite(upper) || !std::isfinite(lower)));
             largest = std::max(largest, std::max(std::abs(upper), std::abs(lower)));
             asymmetry = std::max(asymmetry, std::abs(upper - lower));
+            if (!align) continue;
+            row_sum[r] += upper;  // a diagonal tile meets every one of its elements as `upper`
+            k_yc[r] += upper * yc[c];
+            frob2 += upper * upper;
+            if (ti != tj) {
+              row_sum[c] += lower;
+              k_yc[c] += lower * yc[r];
+              frob2 += lower * lower;
+            }
           }
-    out[3 * b] = largest;
-    out[3 * b + 1] = asymmetry;
-    out[3 * b + 2] = bad;
+    }
+    out[4 * b] = largest;
+    out[4 * b + 1] = asymmetry;
+    out[4 * b + 2] = bad;
+    out[4 * b + 3] = NAN;
+    if (!align) continue;
+    double quad = 0.0, total = 0.0, squares = 0.0, norm2 = 0.0;
+    for (long i = 0; i < n; ++i) {
+      double s = 0.0, q = 0.0;
+      for (int t = 0; t < n_threads; ++t) {
+        s += partial[2 * n * t + i];
+        q += partial[2 * n * t + n + i];
+      }
+      quad += yc[i] * q;
+      total += s;
+      squares += s * s;
+      norm2 += yc[i] * yc[i];
+    }
+    if (centre) frob2 += -2.0 / n * squares + total * total / (static_cast<double>(n) * n);
+    out[4 * b + 3] = quad / (norm2 * std::sqrt(std::max(frob2, 0.0)));
   }
 }
 
@@ -248,11 +590,14 @@ template <typename T>
 void bind_solvers(pybind11::module_& m, const std::string& suffix) {
   m.def(
       ("kpca_check_" + suffix).c_str(),
-      [](std::uintptr_t k, long batch, long n, std::uintptr_t out, int n_threads) {
+      [](std::uintptr_t k, long batch, long n, std::uintptr_t labels, long label_rows, bool centre,
+         std::uintptr_t out, int n_threads) {
         pybind11::gil_scoped_release release;
-        check_kernels<T>(ptr<const T>(k), batch, n, ptr<double>(out), n_threads);
+        check_kernels<T>(ptr<const T>(k), batch, n, labels ? ptr<const T>(labels) : nullptr, label_rows, centre,
+                         ptr<double>(out), n_threads);
       },
-      "Per matrix of K (B, N, N): out (B, 3) float64 = (max|K|, max|K - K^T|, has NaN/Inf).");
+      "Per matrix of K (B, N, N): out (B, 4) float64 = (max|K|, max|K - K^T|, has NaN/Inf, alignment with the "
+      "labels (1 or B, N) of K's dtype, centred when centre; NaN when labels is 0).");
   m.def(
       ("kpca_full_" + suffix).c_str(),
       [](std::uintptr_t k, long batch, long n, long top, bool centre, std::uintptr_t w, std::uintptr_t v,
@@ -277,18 +622,23 @@ void bind_solvers(pybind11::module_& m, const std::string& suffix) {
       "Top `top` eigenpairs of each symmetric K[b] by LAPACK syevr with an index range.");
   m.def(
       ("kpca_subspace_" + suffix).c_str(),
-      [](std::uintptr_t k, long batch, long n, long top, long block, long steps, bool centre, double tol,
-         long max_iter, std::uint64_t seed, std::uintptr_t w, std::uintptr_t v, std::uintptr_t iterations,
-         int n_threads) {
+      [](std::uintptr_t k, long batch, long n, long top, long block, long degree, bool centre, double tol,
+         long max_products, bool mixed, std::uint64_t seed, std::uintptr_t w, std::uintptr_t v,
+         std::uintptr_t iterations, int n_threads) {
         pybind11::gil_scoped_release release;
-        over_batch(batch, 4.0 * n * block * steps * sizeof(T), n_threads, "kpca subspace", [&](long b) {
-          return solve_subspace<T>(ptr<const T>(k) + b * n * n, n, top, block, steps, centre, tol, max_iter,
-                                   seed + static_cast<std::uint64_t>(b), ptr<T>(w) + b * top,
+        const double work = 4.0 * n * block * sizeof(T) + (mixed ? n * (n + 4.0 * block) * sizeof(float) : 0.0);
+        std::vector<std::unique_ptr<SubspaceWork<T>>> works(static_cast<size_t>(std::max(1, use_threads(n_threads))));
+        over_batch(batch, work, n_threads, "kpca subspace", [&](long b) {
+          auto& mine = works[static_cast<size_t>(omp_get_thread_num())];
+          if (!mine) mine = std::make_unique<SubspaceWork<T>>(n, block, mixed);
+          return solve_subspace<T>(ptr<const T>(k) + b * n * n, n, top, block, degree, centre, tol, max_products,
+                                   mixed, seed + static_cast<std::uint64_t>(b), *mine, ptr<T>(w) + b * top,
                                    ptr<T>(v) + b * top * n, ptr<int>(iterations) + b);
-        });
+        }, mixed);
       },
-      "Top `top` eigenpairs of each PSD K[b] by restarted block Krylov (block >= top vectors, `steps` blocks per "
-      "cycle, residual <= tol * |lambda_max|); iterations (B,) int32 products with K, -1 where it fell back to syevr.");
+      "Top `top` eigenpairs of each PSD K[b] by Chebyshev-filtered subspace iteration on `block` >= top vectors "
+      "(filter `degree`, residual <= tol * |lambda_max|, float32 first when `mixed`); iterations (B,) int32 "
+      "products with K, -1 where it fell back to syevr.");
 }
 
 }  // namespace

@@ -36,4 +36,9 @@ inline int orthonormalise(int m, int n, double* a, int lda, double* tau) {
   return info ? info : scipy_LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, n, n, a, lda, tau);
 }
 
+// Cholesky factor L (lower triangle, in place) of the symmetric positive definite row-major n x n matrix a.
+inline int potrf_lower(int n, double* a, int lda) {
+  return scipy_LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, a, lda);
+}
+
 }  // namespace fastdyn::lapack
