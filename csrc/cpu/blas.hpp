@@ -25,6 +25,9 @@ inline void syrk(int n, int k, double alpha, const double* a, int lda, double be
 }
 
 // B (m x n, row-major) = L^-1 B for the lower-triangular L (m x m, row-major).
+inline void trsm_lower(int m, int n, const float* l, int ldl, float* b, int ldb) {
+  scipy_cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0f, l, ldl, b, ldb);
+}
 inline void trsm_lower(int m, int n, const double* l, int ldl, double* b, int ldb) {
   scipy_cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0, l, ldl, b, ldb);
 }

@@ -37,6 +37,9 @@ inline int orthonormalise(int m, int n, double* a, int lda, double* tau) {
 }
 
 // Cholesky factor L (lower triangle, in place) of the symmetric positive definite row-major n x n matrix a.
+inline int potrf_lower(int n, float* a, int lda) {
+  return scipy_LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', n, a, lda);
+}
 inline int potrf_lower(int n, double* a, int lda) {
   return scipy_LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, a, lda);
 }
