@@ -545,6 +545,40 @@ int solve_subspace(const T* k, long n, long top, long block, long degree, bool c
   return 0;
 }
 
+// One row of a tile pair in check_kernels: upper = K[r][c0:c0+width], lower = K[c0:c0+width][r] (from the
+// transposed tile). Accumulates the maxima, the NaN/Inf detector and, with Align, ||K||_F^2, the row sums r and
+// K yc (row r from `upper`, rows c from `lower` unless Diagonal).
+template <bool Align, bool Diagonal, typename T>
+inline void check_row(const T* upper, const T* lower, long width, const double* yc_cols, double yc_row,
+                      double* row_sum_cols, double* k_yc_cols, double& largest, double& asymmetry, double& finite,
+                      double& frob2, double* row_sum_row = nullptr, double* k_yc_row = nullptr) {
+  double big = largest, asym = asymmetry, nan = 0.0, f2 = 0.0, s = 0.0, q = 0.0;
+#pragma omp simd reduction(max : big, asym) reduction(+ : nan, f2, s, q)
+  for (long c = 0; c < width; ++c) {
+    const double u = upper[c], l = lower[c];
+    nan += (u - u) + (l - l);  // NaN as soon as one entry is NaN or Inf
+    big = std::max(big, std::max(std::abs(u), std::abs(l)));
+    asym = std::max(asym, std::abs(u - l));
+    if constexpr (Align) {
+      s += u;
+      q += u * yc_cols[c];
+      f2 += Diagonal ? u * u : u * u + l * l;
+      if constexpr (!Diagonal) {
+        row_sum_cols[c] += l;
+        k_yc_cols[c] += l * yc_row;
+      }
+    }
+  }
+  largest = big;
+  asymmetry = asym;
+  finite += nan;
+  if constexpr (Align) {
+    frob2 += f2;
+    *row_sum_row += s;
+    *k_yc_row += q;
+  }
+}
+
 // out[b] = (max |K[b]|, max |K[b] - K[b]^T|, 1 if K[b] holds NaN/Inf else 0, alignment) in one tiled pass over
 // each matrix. With labels (1 or B rows of N, centred when centre) the same pass also gives the kernel-target
 // alignment yc^T K yc / (||yc||^2 ||K||_F), using ||H K H||_F^2 = ||K||_F^2 - (2/N) |r|^2 + (1^T r)^2 / N^2 (r the
@@ -568,30 +602,33 @@ void check_kernels(const T* k, long batch, long n, const T* labels, long label_r
       for (long i = 0; i < n; ++i) yc[i] = y[i] - mean;
       std::fill(partial.begin(), partial.end(), 0.0);
     }
-    double largest = 0.0, asymmetry = 0.0, frob2 = 0.0;
-    int bad = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(max : largest, asymmetry, bad) reduction(+ : frob2)
+    double largest = 0.0, asymmetry = 0.0, frob2 = 0.0, finite = 0.0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(max : largest, asymmetry) reduction(+ : frob2, finite)
     for (long ti = 0; ti < tiles; ++ti) {
       double* row_sum = align ? partial.data() + 2 * n * omp_get_thread_num() : nullptr;
       double* k_yc = align ? row_sum + n : nullptr;
-      for (long tj = ti; tj < tiles; ++tj)
-        for (long r = ti * kTile; r < std::min(n, (ti + 1) * kTile); ++r)
-          for (long c = tj * kTile; c < std::min(n, (tj + 1) * kTile); ++c) {
-            const double upper = kb[r * n + c], lower = kb[c * n + r];
-            bad = std::max(bad, static_cast<int>(!std::isfinite(upper) || !std::isfinite(lower)));
-            largest = std::max(largest, std::max(std::abs(upper), std::abs(lower)));
-            asymmetry = std::max(asymmetry, std::abs(upper - lower));
-            if (!align) continue;
-            row_sum[r] += upper;  // a diagonal tile meets every one of its elements as `upper`
-            k_yc[r] += upper * yc[c];
-            frob2 += upper * upper;
-            if (ti != tj) {
-              row_sum[c] += lower;
-              k_yc[c] += lower * yc[r];
-              frob2 += lower * lower;
-            }
-          }
+      T mirror[kTile * kTile];  // mirror[r][c] = K[c][r]: the lower tile, transposed once so both sides stream
+      const long r0 = ti * kTile, r1 = std::min(n, r0 + kTile);
+      for (long tj = ti; tj < tiles; ++tj) {
+        const long c0 = tj * kTile, c1 = std::min(n, c0 + kTile), width = c1 - c0;
+        for (long c = c0; c < c1; ++c)
+          for (long r = r0; r < r1; ++r) mirror[(r - r0) * kTile + (c - c0)] = kb[c * n + r];
+        for (long r = r0; r < r1; ++r) {
+          const T* upper = kb + r * n + c0;
+          const T* lower = mirror + (r - r0) * kTile;
+          if (!align)
+            check_row<false, false>(upper, lower, width, nullptr, 0.0, nullptr, nullptr, largest, asymmetry, finite,
+                                    frob2);
+          else if (ti == tj)  // a diagonal tile meets each of its elements once as `upper`
+            check_row<true, true>(upper, lower, width, yc.data() + c0, yc[r], row_sum + c0, k_yc + c0, largest,
+                                  asymmetry, finite, frob2, row_sum + r, k_yc + r);
+          else
+            check_row<true, false>(upper, lower, width, yc.data() + c0, yc[r], row_sum + c0, k_yc + c0, largest,
+                                   asymmetry, finite, frob2, row_sum + r, k_yc + r);
+        }
+      }
     }
+    const int bad = std::isnan(finite) ? 1 : 0;
     out[4 * b] = largest;
     out[4 * b + 1] = asymmetry;
     out[4 * b + 2] = bad;
