@@ -132,10 +132,11 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
             values, vectors, iterations = torch_kpca.subspace(K3, k, block, center, tol, _MAX_ITER, seed)
         else:
             values, vectors, iterations = torch_kpca.full(K3, k, center)
+        vectors = _fix_signs(vectors)
     else:
         core = _backends.module("cpu")
         values = torch.empty(batch, k, dtype=kind.dtype)
-        rows = torch.empty(batch, k, n, dtype=kind.dtype)  # row j = eigenvector j
+        vectors = torch.empty(batch, n, k, dtype=kind.dtype)  # columns signed by the C++ side
         iterations = torch.zeros(batch, dtype=torch.int32)
         threads = torch.get_num_threads()
         if solver == "subspace":
@@ -143,13 +144,10 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
             mixed = _use_mixed(mixed_precision, kind.dtype, batch, n)
             getattr(core, f"kpca_subspace_{suffix(kind.dtype)}")(
                 address(K3), batch, n, k, block, _FILTER_DEGREE, center, tol, _MAX_PRODUCTS, mixed, seed,
-                address(values), address(rows), address(iterations), threads)
+                address(values), address(vectors), address(iterations), threads)
         else:
             getattr(core, f"kpca_{solver}_{suffix(kind.dtype)}")(
-                address(K3), batch, n, k, center, address(values), address(rows), threads)
-        vectors = rows.transpose(-1, -2).contiguous()
-    vectors = _fix_signs(vectors)
-
+                address(K3), batch, n, k, center, address(values), address(vectors), threads)
 
     projections = cumulative = None
     if y3 is not None:

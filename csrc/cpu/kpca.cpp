@@ -1,6 +1,6 @@
 // Batched symmetric eigensolvers for kernel PCA (fastdyn.kpca), over a batch K (B, N, N), row-major.
-// Every solver writes the top k eigenpairs in descending order: w (B, k) and V (B, k, N), row j of V[b] being the
-// unit eigenvector of w[b, j] (Python transposes to (B, N, k) and fixes the signs).
+// Every solver writes the top k eigenpairs in descending order: w (B, k) and V (B, N, k), column j of V[b] being the
+// unit eigenvector of w[b, j] with its entry of largest magnitude positive (the first on ties).
 //   full:     LAPACK syevd (divide and conquer), all pairs, top k kept.
 //   topk:     LAPACK syevr with an index range (MRRR): the tridiagonal reduction is still O(N^3) but only the k
 //             wanted eigenvectors are computed and back-transformed.
@@ -85,14 +85,33 @@ void copy_matrix(const T* k, T* work, long n, bool centre) {
       work[i * n + j] = static_cast<T>(k[i * n + j] - row_mean[i] - row_mean[j] + total);
 }
 
-// LAPACK's ascending pairs (w_asc, column-major vectors z with leading dim n) -> top k descending rows of out.
+// v (n x top, row-major): column j = the unit vector vector(j) (n entries), signed so that its entry of largest
+// magnitude (the first on ties) is positive. Eight columns at a time, so the writes fill whole cache lines.
+template <typename T, typename Vector>
+void store_columns(Vector vector, long top, long n, T* v) {
+  constexpr long kColumns = 8;
+  for (long j0 = 0; j0 < top; j0 += kColumns) {
+    const long j1 = std::min(top, j0 + kColumns);
+    const T* source[kColumns];
+    T sign[kColumns];
+    for (long j = j0; j < j1; ++j) {
+      const T* x = source[j - j0] = vector(j);
+      long largest = 0;
+      for (long i = 1; i < n; ++i)
+        if (std::abs(x[i]) > std::abs(x[largest])) largest = i;
+      sign[j - j0] = x[largest] < 0 ? T(-1) : T(1);
+    }
+    for (long i = 0; i < n; ++i)
+      for (long j = j0; j < j1; ++j) v[i * top + j] = sign[j - j0] * source[j - j0][i];
+  }
+}
+
+// LAPACK's ascending pairs (w_asc, column-major vectors z with leading dim n) -> the top k descending: w_out (k),
+// v_out (n x k) with columns signed as in store_columns.
 template <typename T>
 void write_descending(const T* w_asc, const T* z, long n, long found, long k, T* w_out, T* v_out) {
-  for (long j = 0; j < k; ++j) {
-    const long src = found - 1 - j;
-    w_out[j] = w_asc[src];
-    std::copy(z + src * n, z + (src + 1) * n, v_out + j * n);
-  }
+  for (long j = 0; j < k; ++j) w_out[j] = w_asc[found - 1 - j];
+  store_columns([&](long j) { return z + (found - 1 - j) * n; }, k, n, v_out);
 }
 
 template <typename T>
@@ -537,10 +556,8 @@ int solve_subspace(const T* k, long n, long top, long block, long degree, bool c
   std::vector<long> order(static_cast<size_t>(top));
   for (long j = 0; j < top; ++j) order[j] = j;
   std::stable_sort(order.begin(), order.end(), [&](long a, long b) { return s.theta[a] > s.theta[b]; });
-  for (long j = 0; j < top; ++j) {
-    w[j] = s.theta[order[j]];
-    std::copy(s.x.begin() + order[j] * n, s.x.begin() + (order[j] + 1) * n, v + j * n);
-  }
+  for (long j = 0; j < top; ++j) w[j] = s.theta[order[j]];
+  store_columns([&](long j) { return s.x.data() + order[j] * n; }, top, n, v);
   *iterations = static_cast<int>(products);
   return 0;
 }
@@ -673,7 +690,7 @@ void bind_solvers(pybind11::module_& m, const std::string& suffix) {
                                ptr<T>(v) + b * top * n);
         });
       },
-      "Top `top` eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevd: w (B, top), V (B, top, N).");
+      "Top `top` eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevd: w (B, top), V (B, N, top).");
   m.def(
       ("kpca_topk_" + suffix).c_str(),
       [](std::uintptr_t k, long batch, long n, long top, bool centre, std::uintptr_t w, std::uintptr_t v,
