@@ -6,7 +6,8 @@ Run: python -m pytest bench/bench_kpca.py --benchmark-only -s   (results: bench/
   of sklearn KernelPCA(kernel="precomputed", n_components=50), eigenvalues asserted equal to 1e-8 relative
   (default settings, i.e. mixed precision; the float64-only solver is timed in the same run for comparison);
 * full spectrum of a batch against a loop of numpy.linalg.eigh;
-* top-20 of one large kernel (N = 10000; FASTDYN_BENCH_KPCA_N=20000 for the full size) against scipy.sparse.linalg.eigsh (ARPACK), with peak memory;
+* top-20 of one large kernel (N = 10000; FASTDYN_BENCH_KPCA_N=20000 for the full size) against
+  scipy.sparse.linalg.eigsh (ARPACK), with peak memory;
 * on a GPU: batched kpca on CUDA tensors against a loop of torch.linalg.eigh.
 Work happens only inside the benchmarked tests (CI runs --benchmark-skip).
 """

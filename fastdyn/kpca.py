@@ -18,15 +18,16 @@ Conventions
 Solvers (recorded in the result): "full" (all pairs: LAPACK syevd on "cpu", torch.linalg.eigh on "torch"),
 "topk" (LAPACK syevr with an index range: only the top k eigenvectors; "cpu" only) and "subspace" (iterative,
 whose work is GEMMs with K). On "cpu" "subspace" is Chebyshev-filtered subspace iteration (Zhou & Saad 2007) on
-k + max(10, 2k/5) vectors with Rayleigh-Ritz, locking and degree-3 filters, memory ~ 4 (k + max(10, 2k/5)) N besides
-K. For float64 kernels it runs in mixed precision (``mixed_precision``): float32 cycles on a float32 copy of K,
+k + max(10, 2k/5) = l vectors with Rayleigh-Ritz, locking and degree-3 filters, memory ~ 4 l N besides K (and a
+float32 copy of K with mixed precision). For float64 kernels it runs in mixed precision (``mixed_precision``,
+unless the copies would exceed 1 GiB): float32 cycles on a float32 copy of K,
 packed once for fast products, until float32 rounding stalls them near 1e-7, then one float64 product and
 refinement cycles that apply the filter to the float64 residual with float32 products: their error scales with
 the residual, rows whose correction is still too large for tol get float64 products, and the result meets the
-float64 tol with eigenvalues exact to rounding, as without mixed precision. On "torch" it is block subspace iteration on 2k+10 vectors. It
-stops when every top-k Ritz pair has ||K v - theta v|| <= tol * |theta_max|; it assumes K is positive
-semi-definite, as Gram matrices are, and falls back to a direct solver (``iterations = -1``) when it sees a large
-negative eigenvalue or does not converge.
+float64 tol with eigenvalues exact to rounding, as without mixed precision. On "torch" it is block subspace
+iteration on 2k+10 vectors. It stops when every top-k Ritz pair has ||K v - theta v|| <= tol * |theta_max|; it
+assumes K is positive semi-definite, as Gram matrices are, and falls back to a direct solver (``iterations = -1``)
+when it sees a large negative eigenvalue or does not converge.
 ``solver="auto"`` takes "full" when k > N/2, "subspace" when its block 2k+10 is at most N/10, else "topk"
 ("full" on the torch backend).
 

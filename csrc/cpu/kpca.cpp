@@ -49,7 +49,8 @@ void over_batch(long batch, double work_bytes, int n_threads, const char* what, 
                 bool body_threads = false) {
   n_threads = use_threads(n_threads);
   std::vector<int> info(static_cast<size_t>(batch), 0);
-  const bool concurrent = batch > 1 && n_threads > 1 && work_bytes * std::min<long>(batch, n_threads) <= kParallelWorkBytes;
+  const bool concurrent =
+      batch > 1 && n_threads > 1 && work_bytes * std::min<long>(batch, n_threads) <= kParallelWorkBytes;
   if (concurrent || body_threads) scipy_openblas_set_num_threads(1);
   if (concurrent) {
 #pragma omp parallel for schedule(dynamic, 1)
@@ -379,10 +380,10 @@ struct RefineBuffers {
 // float32 copy of K: its error, ~eps32 ||K|| ||E||, sits ~1e-7 below the correction it computes. One float64
 // product (the anchor w = K x) starts it; after that every image w is carried along exactly by the same linear
 // algebra that transforms x (the Cholesky QR and the Rayleigh-Ritz rotations), so each cycle costs `degree`
-// float32 products. The guard rows (k and beyond) converge slowly, so their larger E leaves ~1e-12 theta_max of
-// error in the top pairs through the rotations: the floor behind kpca's tol >= 1e-10 for mixed precision.
-// x must already be good to ~1e-6 (the float32 phase); returns stalled when a cycle fails to halve the worst
-// residual, and the caller continues in plain float64.
+// float32 products (and float64 ones for the rows below). Rows whose E is too large for tol (the guard rows, k and beyond, converge slowly) take float64
+// images instead: their float32 rounding would reach the top pairs through the rotations (it made a kernel with
+// lambda_max / lambda_k = 5500 diverge). x must already be good to ~1e-6 (the float32 phase); returns stalled
+// when a cycle fails to halve the worst residual, and the caller continues in plain float64.
 Outcome refine(const DenseMatrix<double>& k, const PackedMatrix32& k32, Subspace<double>& s,
                RefineBuffers& buffers, long top, long degree, bool centre, double tol, long max_products,
                long& products, int& info) {

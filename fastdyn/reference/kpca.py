@@ -24,7 +24,7 @@ def full(K: torch.Tensor, k: int, center: bool) -> tuple[torch.Tensor, torch.Ten
 
 def subspace(K: torch.Tensor, k: int, block: int, center: bool, tol: float, max_iter: int,
              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched block subspace iteration with Rayleigh-Ritz (the C++ "subspace" solver is block Krylov instead).
+    """Batched block subspace iteration with Rayleigh-Ritz (the C++ "subspace" solver adds Chebyshev filters).
 
     Each step is one batched (N x N) x (N x block) matmul; a matrix is done once the residuals of its top k Ritz
     pairs are <= tol * |largest Ritz value|. Matrices not converged after max_iter steps, or showing a large
