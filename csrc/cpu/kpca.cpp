@@ -380,7 +380,7 @@ struct RefineBuffers {
 // float32 copy of K: its error, ~eps32 ||K|| ||E||, sits ~1e-7 below the correction it computes. One float64
 // product (the anchor w = K x) starts it; after that every image w is carried along exactly by the same linear
 // algebra that transforms x (the Cholesky QR and the Rayleigh-Ritz rotations), so each cycle costs `degree`
-// float32 products (and float64 ones for the rows below). Rows whose E is too large for tol (the guard rows, k and beyond, converge slowly) take float64
+// float32 products. Rows whose E is too large for tol (the guard rows, k and beyond, converge slowly) take float64
 // images instead: their float32 rounding would reach the top pairs through the rotations (it made a kernel with
 // lambda_max / lambda_k = 5500 diverge). x must already be good to ~1e-6 (the float32 phase); returns stalled
 // when a cycle fails to halve the worst residual, and the caller continues in plain float64.
