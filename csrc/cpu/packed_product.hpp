@@ -22,44 +22,41 @@ class PackedMatrix32 {
  public:
 #ifdef __AVX512F__
   static constexpr long kPanel = 64;  // columns per panel: four zmm registers
-#else
-  static constexpr long kPanel = 0;  // no packing: a row-major float32 copy
 #endif
 
   // Pack the row-major n x n matrix k (float or double), rounding to float32.
   template <typename T>
   void pack(const T* k, long n) {
     n_ = n;
-    if constexpr (kPanel == 0) {
-      data_.resize(static_cast<size_t>(n * n));
-      std::copy(k, k + n * n, data_.begin());
-    } else {
-      const long panels = (n + kPanel - 1) / kPanel;
-      data_.resize(static_cast<size_t>(panels * n * kPanel));
-      for (long p = 0; p < panels; ++p) {
-        float* panel = data_.data() + p * n * kPanel;
-        const long first = p * kPanel, width = std::min(kPanel, n - first);
-        for (long i = 0; i < n; ++i) {
-          const T* row = k + i * n + first;
-          float* out = panel + i * kPanel;
-          for (long c = 0; c < width; ++c) out[c] = static_cast<float>(row[c]);
-          for (long c = width; c < kPanel; ++c) out[c] = 0.0f;
-        }
+#ifdef __AVX512F__
+    const long panels = (n + kPanel - 1) / kPanel;
+    data_.resize(static_cast<size_t>(panels * n * kPanel));
+    for (long p = 0; p < panels; ++p) {
+      float* panel = data_.data() + p * n * kPanel;
+      const long first = p * kPanel, width = std::min(kPanel, n - first);
+      for (long i = 0; i < n; ++i) {
+        const T* row = k + i * n + first;
+        float* out = panel + i * kPanel;
+        for (long c = 0; c < width; ++c) out[c] = static_cast<float>(row[c]);
+        for (long c = width; c < kPanel; ++c) out[c] = 0.0f;
       }
     }
+#else
+    data_.resize(static_cast<size_t>(n * n));
+    std::copy(k, k + n * n, data_.begin());
+#endif
   }
 
   // out (rows x n, row-major) = in (rows x n) K.
   void multiply(const float* in, long rows, float* out) const {
-    if constexpr (kPanel == 0) {
-      const int ni = static_cast<int>(n_);
-      blas::gemm(false, false, static_cast<int>(rows), ni, ni, 1.0f, in, ni, data_.data(), ni, 0.0f, out, ni);
-    } else {
-      multiply_panels(in, rows, out);
-    }
+#ifdef __AVX512F__
+    multiply_panels(in, rows, out);
+#else
+    const int ni = static_cast<int>(n_);
+    blas::gemm(false, false, static_cast<int>(rows), ni, ni, 1.0f, in, ni, data_.data(), ni, 0.0f, out, ni);
+#endif
   }
 
-  long size() const { return n_; }
 
  private:
 #ifdef __AVX512F__
@@ -132,8 +129,6 @@ class PackedMatrix32 {
       }
     }
   }
-#else
-  void multiply_panels(const float*, long, float*) const {}
 #endif
 
   long n_ = 0;
