@@ -717,7 +717,7 @@ void bind_solvers(pybind11::module_& m, const std::string& suffix) {
           return solve_subspace<T>(ptr<const T>(k) + b * n * n, n, top, block, degree, centre, tol, max_products,
                                    mixed, seed + static_cast<std::uint64_t>(b), *mine, ptr<T>(w) + b * top,
                                    ptr<T>(v) + b * top * n, ptr<int>(iterations) + b);
-        }, mixed);
+        }, mixed && PackedMatrix32::kOwnThreads);
       },
       "Top `top` eigenpairs of each PSD K[b] by Chebyshev-filtered subspace iteration on `block` >= top vectors "
       "(filter `degree`, residual <= tol * |lambda_max|, float32 first when `mixed`); iterations (B,) int32 "

@@ -22,6 +22,9 @@ class PackedMatrix32 {
  public:
 #ifdef __AVX512F__
   static constexpr long kPanel = 64;  // columns per panel: four zmm registers
+  static constexpr bool kOwnThreads = true;  // multiply() shares its panels among OpenMP threads
+#else
+  static constexpr bool kOwnThreads = false;  // OpenBLAS threads multiply()
 #endif
 
   // Pack the row-major n x n matrix k (float or double), rounding to float32.
