@@ -1,7 +1,7 @@
 """Kink velocities z_dot of a OneHidden ReLU network (h neurons, p points, d = 10, fp32) against plain torch.
 
 * fastdyn: ``kinks.velocities(backend="cpu")`` — the fused C++ gradient kernel plus an O(h d) chain rule.
-* torch formulation: the same maths as chunked GEMMs + masks (``fastdyn.reference.onehidden.gradient`` with the
+* torch formulation: the same maths as chunked GEMMs + masks (``fastdyn._src.backend_torch.onehidden.gradient`` with the
   chunk size that ran fastest here, 2^24 mask entries), then the same chain rule.
 * autograd route: what a torch user writes: per chunk of neurons, backward of sum(g * f(x)), then
   ``torch.func.jvp`` of z(omega, b) along the gradient-flow velocities (same size).
@@ -28,7 +28,7 @@ import torch
 
 import fastdyn
 from fastdyn import kinks
-from fastdyn.reference.onehidden import gradient as torch_gradient
+from fastdyn._src.backend_torch.onehidden import gradient as torch_gradient
 
 H, P, D = 100_000, 10_000, 10
 P_SMALL = 1_000
@@ -51,7 +51,7 @@ def problem(h, p, device="cpu", seed=0):
 def torch_velocities(model, x, g):
     """Chunked GEMMs + masks, then the chain rule (plain torch)."""
     omega, b, beta = model.omega.detach(), model.b.detach(), model.beta.detach()
-    grad_omega, grad_b, _ = torch_gradient(x, g, omega, b, beta, model.output_scale, max_elements=TORCH_CHUNK)
+    grad_omega, grad_b, _ = torch_gradient(x, g, omega, b, beta, scale=model.output_scale, max_elements=TORCH_CHUNK)
     return kinks._chain_rule(omega, b, -grad_omega, -grad_b, 0.0)[0]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastdyn.kpca import kpca
+from fastdyn import kpca
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -1,7 +1,7 @@
 """Closed-form NTK of OneHidden ReLU (``fastdyn.ntk``) against the baselines a user has, fp32.
 
 (a) N = 2000, d = 30, h = 1e4, x2 = None:
-    * torch.func: ``fastdyn.reference.ntk.ntk_jacobian_contraction`` (vmap(jacrev) + einsum; ~5 GB), run once;
+    * torch.func: ``tests/oracles/ntk.py`` (vmap(jacrev) + einsum; ~5 GB), run once;
     * plain-torch closed form: what a user writes from the formula -- full (N, h) activations, two GEMMs
       (``plain_torch_closed_form`` below, no tiling, no use of symmetry);
     * fastdyn's own torch backend (tiled) and numba backend;
@@ -22,9 +22,9 @@ import pytest
 import torch
 
 import fastdyn
-from fastdyn.ntk import ntk
-from fastdyn.reference.ntk import ntk_jacobian_contraction
-from fastdyn.reference.ntk_closed_form import onehidden_ntk as torch_closed_form
+from fastdyn import ntk
+from fastdyn._src.backend_torch.ntk import onehidden_ntk as torch_closed_form
+from oracles.ntk import ntk_jacobian_contraction
 
 N, D, H = 2000, 30, 10_000
 SWEEP_N, SWEEP_WIDTHS = 1000, (1_000, 10_000, 100_000, 1_000_000)
@@ -105,7 +105,7 @@ def test_a_fastdyn_cpu(benchmark):
 
 _PEAK_SCRIPT = """
 import sys, torch, fastdyn
-from fastdyn.ntk import ntk
+from fastdyn import ntk
 n, d, h = map(int, sys.argv[1:])
 gen = torch.Generator().manual_seed(0)
 model = fastdyn.OneHidden(d, h, generator=gen)

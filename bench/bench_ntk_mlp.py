@@ -2,7 +2,7 @@
 
 * fastdyn: ``structured_ntk`` — one forward and explicit backward, then per layer a Gram of deltas and one of
   activations (BLAS syrk: half the flops of a GEMM), exactly symmetric result.
-* torch.func: ``fastdyn.reference.ntk.ntk_jacobian_contraction`` (vmap(jacrev), J J^T), run on the first
+* torch.func: ``tests/oracles/ntk.py`` (vmap(jacrev), J J^T), run on the first
   N_TORCH = 500 points and scaled by (N / N_TORCH)^2 (its contraction is quadratic in N and dominates; at N = 2000
   it needs ~17.5 GB). Also printed: the ratio against a strict lower bound, the subset time scaled by N / N_TORCH.
 * neural-tangents 0.6.5 (optional): ``empirical_ntk_fn(implementation=STRUCTURED_DERIVATIVES)``, jitted, best of 5
@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastdyn._ntk_structured import structured_ntk
+from fastdyn._src.ntk_structured import structured_ntk
 from fastdyn.models import FCNet
-from fastdyn.reference.ntk import ntk_jacobian_contraction
+from oracles.ntk import ntk_jacobian_contraction
 
 N, N_TORCH = 2000, 500
 SHAPES = {"deep": [30, 1024, 1024, 1], "onehidden": [30, 4096, 1]}

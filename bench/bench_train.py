@@ -1,6 +1,6 @@
 """Gradient-flow steps per second: OneHidden ReLU, p = 1000, d = 10, h = 1e4, fp32, hinge, alpha = 1.
 
-* fused: ``fastdyn.train(..., fused=True)`` — every evaluation is ``fused.forward`` + ``fused.gradient``
+* fused: ``fastdyn.train(..., fused=True)`` — every evaluation is ``onehidden.forward`` + ``onehidden.gradient``
   (C++/OpenMP, no points x neurons matrix).
 * autograd: the same ``fastdyn.train`` (same adaptive steps, same trajectory) with ``fused=False``.
 * plain loop: what a torch user writes: forward, alpha-trick hinge loss, ``backward()``, an Euler update.
@@ -16,8 +16,7 @@ import pytest
 import torch
 
 import fastdyn
-from fastdyn import data
-from fastdyn.train import train
+from fastdyn import data, train
 
 P, D, H = 1000, 10, 10_000
 STEPS = 20

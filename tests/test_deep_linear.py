@@ -7,7 +7,7 @@ import pytest
 from fastdyn.data.hierarchical import correlation_svd, hierarchical
 from fastdyn.experiments import deep_linear as dl
 from fastdyn.experiments import run_experiment
-from fastdyn.reference import deep_linear as reference
+from oracles import deep_linear as reference
 
 # One shared small-init setting (same learning times as the full configuration, 2000 features; lr keeps s_1/tau).
 N_FEATURES, LR, TAU = 2000, 45.0, 8 * 2000 / (2 * 45.0)

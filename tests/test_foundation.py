@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import fastdyn
-from fastdyn import _backends, fused
+from fastdyn import onehidden as fused
+from fastdyn._src import arrays, backends as _backends
 from fastdyn.models import OneHidden
-from fastdyn.reference.onehidden import forward as torch_forward
+from fastdyn._src.backend_torch.onehidden import forward as torch_forward
 
 from conftest import CPU_BACKENDS, HAS_CUDA, assert_close, requires_cuda
 
@@ -113,9 +114,9 @@ def test_numpy_in_numpy_out_without_copy(cpu_backend):
     out = fused.forward(model, x_np, backend=cpu_backend)
     assert isinstance(out, np.ndarray) and out.dtype == np.float64
     assert_close(out, model(x).detach(), torch.float64)
-    tensors, kind = fastdyn._arrays.as_tensors(x=x_np)
+    tensors, kind = arrays.as_tensors(x=x_np)
     assert tensors[0].data_ptr() == x_np.ctypes.data  # a view, not a copy
-    same, _ = fastdyn._arrays.as_tensors(x=x)
+    same, _ = arrays.as_tensors(x=x)
     assert same[0].data_ptr() == x.data_ptr()
 
 
@@ -152,10 +153,10 @@ def test_input_errors():
 def test_mixed_inputs_are_errors():
     x = torch.zeros(3, 2)
     with pytest.raises(TypeError, match="y has dtype torch.float64 but x has torch.float32"):
-        fastdyn._arrays.as_tensors(x=x, y=x.double())
+        arrays.as_tensors(x=x, y=x.double())
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="move both to one device"):
-            fastdyn._arrays.as_tensors(x=x, y=x.cuda())
+            arrays.as_tensors(x=x, y=x.cuda())
 
 
 def test_models_validate():
@@ -172,7 +173,8 @@ def test_models_validate():
 
 def test_torch_backend_is_chunked():
     model, x = make(h=50)
-    chunked = torch_forward(x, model.omega.detach(), model.b.detach(), model.beta.detach(), model.output_scale, chunk=7)
+    chunked = torch_forward(x, model.omega.detach(), model.b.detach(), model.beta.detach(), scale=model.output_scale,
+                            chunk=7)
     assert_close(chunked, model(x).detach(), torch.float64)
 
 

@@ -1,4 +1,4 @@
-"""fastdyn.fused.gradient and fastdyn.kinks against torch autograd and plain numpy."""
+"""fastdyn.onehidden.gradient and fastdyn.kinks against torch autograd and plain numpy."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fastdyn
-from fastdyn import fused
+from fastdyn import onehidden as fused
 from conftest import CPU_BACKENDS, assert_close, requires_cuda
 
 SIZES = [(13, 3, 37), (1, 4, 9), (29, 20, 18), (40, 16, 33), (6, 1, 5)]  # (p, d, h): odd, p = 1, d > 16, d = 1

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import fastdyn
-from fastdyn.kpca import kpca
+from fastdyn import kpca
+from fastdyn._src import memory
 from fastdyn.observables import alignment
 
 from conftest import assert_close, requires_cuda
@@ -277,8 +278,8 @@ def test_cuda_tensors_run_on_torch(solver):
 
 
 def test_torch_check_matches_compiled_check():
-    from fastdyn import _backends
-    from fastdyn.kpca import _SYMMETRY_TILE, _tile_stats
+    from fastdyn._src import backends as _backends
+    from fastdyn._src.backend_torch.kpca import _SYMMETRY_TILE, _tile_stats
 
     rng = np.random.default_rng(7)
     n = _SYMMETRY_TILE + 37  # several tiles, one ragged
@@ -295,9 +296,8 @@ def test_torch_check_matches_compiled_check():
 
 
 def test_direct_solver_refuses_what_cannot_fit(monkeypatch):
-    import os
 
-    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 4096)
     with pytest.raises(MemoryError, match="GiB"):
         kpca(ntk_like(30), k=20)
     assert kpca(ntk_like(200), k=3).solver == "subspace"  # the copy-free solver still runs

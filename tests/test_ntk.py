@@ -1,5 +1,4 @@
 """fastdyn.ntk against the torch.func Jacobian-contraction reference, in every backend, plus its input checks."""
-import importlib
 
 import numpy as np
 import pytest
@@ -8,12 +7,13 @@ from torch import nn
 
 import fastdyn
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
-from fastdyn.ntk import NTKInfo, ntk
-from fastdyn.reference.ntk import ntk_jacobian_contraction
+from fastdyn import NTKInfo, ntk
+from fastdyn._src import memory
+from fastdyn._src import tiling as tiles
+from oracles.ntk import ntk_jacobian_contraction
 
 from conftest import assert_close, requires_cuda
 
-ntk_module = importlib.import_module("fastdyn.ntk")  # the module: the attribute fastdyn.ntk is the function
 
 
 def make_case(dtype, n1=7, n2=5, d=3, h=37, act="relu", scale="mf", seed=0, device="cpu"):
@@ -28,9 +28,9 @@ def make_case(dtype, n1=7, n2=5, d=3, h=37, act="relu", scale="mf", seed=0, devi
 def tiling(request, monkeypatch):
     """Run the closed form as one neuron tile, or force tiles of 5 neurons (37 = 7 x 5 + 2)."""
     if request.param:
-        monkeypatch.setattr(ntk_module, "_CPU_TILE_RANGE", (5, 5))
-        monkeypatch.setattr(ntk_module, "_CUDA_TILE_RANGE", (5, 5))
-        monkeypatch.setattr(ntk_module, "_TORCH_TILE", 5)
+        monkeypatch.setattr(tiles, "CPU_TILE", tiles.CPU_TILE._replace(low=5, high=5))
+        monkeypatch.setattr(tiles, "CUDA_TILE", tiles.CUDA_TILE._replace(low=5, high=5))
+        monkeypatch.setattr(tiles, "TORCH_TILE", 5)
     return request.param
 
 
@@ -102,10 +102,9 @@ def test_out_is_irrelevant_for_a_scalar_output():
 def test_wide_network_with_few_points_tiles_the_neurons(cpu_backend):
     """Width 1e5: the tile (hence the memory besides the N1 x N2 result) stays bounded, the result stays exact."""
     model, x1, x2 = make_case(torch.float64, n1=4, n2=3, d=5, h=100_000, scale="ntk")
-    for budget, bounds in ((ntk_module._CPU_TILE_BYTES, ntk_module._CPU_TILE_RANGE),
-                           (ntk_module._CUDA_TILE_BYTES, ntk_module._CUDA_TILE_RANGE)):
-        tiles = [ntk_module._tile(7, h, 8, budget, bounds) for h in (model.h, 10 * model.h, 100 * model.h)]
-        assert tiles[0] < model.h and len(set(tiles)) == 1  # the same tile, whatever the width
+    for rule in (tiles.CPU_TILE, tiles.CUDA_TILE):
+        sizes = [tiles.neuron_tile(7, h, 8, rule) for h in (model.h, 10 * model.h, 100 * model.h)]
+        assert sizes[0] < model.h and len(set(sizes)) == 1  # the same tile, whatever the width
     assert_close(ntk(model, x1, x2, backend=cpu_backend), ntk_jacobian_contraction(model, x1, x2), torch.float64)
 
 
@@ -169,13 +168,13 @@ def test_model_input_width_of_a_sequential_is_checked():
 
 def test_memory_guard_refuses_before_allocating(monkeypatch):
     model, x1, _ = make_case(torch.float32, n1=50, d=3)
-    monkeypatch.setattr(ntk_module, "available_memory", lambda device: 1000)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 1000)
     with pytest.raises(MemoryError, match="GiB"):
         ntk(model, x1)
 
 
 def test_available_memory_is_read_on_cpu():
-    available = ntk_module.available_memory(torch.device("cpu"))
+    available = memory.available_memory(torch.device("cpu"))
     assert available is not None and available > 0
 
 
@@ -195,7 +194,6 @@ class TwoHeads(nn.Module):
 
 @pytest.mark.parametrize("out", ["full", "trace", "diagonal"])
 def test_dispatch_to_structured_and_generic_paths(out):
-    pytest.importorskip("fastdyn._ntk_structured")
     torch.manual_seed(0)
     x1, x2 = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
     for model, path in ((FCNet([3, 7, 2], act="tanh", dtype=torch.float64), "structured"), (TwoHeads(), "generic")):

@@ -4,9 +4,9 @@ import torch
 from torch import nn
 
 from conftest import assert_close, requires_cuda
-from fastdyn._ntk_structured import generic_ntk, is_structured, structured_ntk
+from fastdyn._src.ntk_structured import generic_ntk, is_structured, structured_ntk
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
-from fastdyn.reference.ntk import ntk_jacobian_contraction
+from oracles.ntk import ntk_jacobian_contraction
 
 OUTS = ("full", "trace", "diagonal")
 

@@ -6,7 +6,7 @@ from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_classif
 
 from fastdyn import kernel_methods, observables
-from fastdyn.kpca import kpca
+from fastdyn import kpca
 
 
 def gram(X):

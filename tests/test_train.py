@@ -12,7 +12,8 @@ import torch
 import fastdyn
 from fastdyn import data
 from fastdyn.models import FCNet, OneHidden
-from fastdyn.train import LOSSES, _Evaluator, _Problem, train
+from fastdyn import train
+from fastdyn._src.train import LOSSES, _Evaluator, _Problem
 from conftest import assert_close, requires_cuda
 
 
@@ -220,7 +221,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     import sys, time, torch
     sys.path.insert(0, {tests!r})
     from test_train import resume_problem
-    from fastdyn.train import train
+    from fastdyn import train
     model, x, y, kwargs = resume_problem()
     train(model, x, y, checkpoint={path!r}, checkpoint_every=40, resume=True,
           callback=lambda state: time.sleep(0.002), **kwargs)

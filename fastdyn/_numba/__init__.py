@@ -1,1 +1,0 @@
-"""Numba CPU kernels, one module per kernel family; imported only when the "numba" backend runs."""

@@ -1,1 +1,0 @@
-"""Plain-torch formulations: the "torch" backend, and the references every fast path is tested against."""

@@ -1,0 +1,37 @@
+"""fastdyn: fast, exact tools for studying how neural networks learn.
+
+Public names live here and in the public modules (``data``, ``kinks``, ``models``, ``observables``,
+``kernel_methods``, ``onehidden``); implementations are private, under ``fastdyn._src``. Backends: see
+:func:`available_backends`; kernels and their backends: :mod:`fastdyn._src.registry`.
+"""
+from ._src.backends import available_backends, backend_status, build_status, why_unavailable
+from . import data, kernel_methods, kinks, models, observables, onehidden
+from .models import FCNet, OneHidden
+from ._src.kpca import KernelPCA, kpca
+from ._src.ntk import NTKInfo, ntk
+from ._src.train import Context, Snapshot, TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends",
+    "backend_status",
+    "build_status",
+    "why_unavailable",
+    "data",
+    "kernel_methods",
+    "observables",
+    "kinks",
+    "models",
+    "onehidden",
+    "FCNet",
+    "OneHidden",
+    "ntk",
+    "NTKInfo",
+    "kpca",
+    "KernelPCA",
+    "train",
+    "TrainResult",
+    "Snapshot",
+    "Context",
+]

@@ -1,0 +1,41 @@
+"""torch.func oracle of the empirical NTK: Jacobian contraction, the definition itself.
+
+Used by the tests to check every fast path, and as the "torch.func" baseline of the benchmarks.
+"""
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call, jacrev, vmap
+
+OUTS = ("full", "trace", "diagonal")
+
+
+def ntk_jacobian_contraction(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None,
+                             out: str = "full") -> torch.Tensor:
+    """Theta(x1, x2) = sum over parameters of J(x1) J(x2)^T, with J from vmap(jacrev).
+
+    Shapes: (N1, N2) for a scalar output ((N,) or (N, 1)); for O > 1 outputs, out="full" gives
+    (N1, N2, O, O), "trace" (N1, N2) and "diagonal" (N1, N2, O).
+    """
+    if out not in OUTS:
+        raise ValueError(f"out must be one of {OUTS}, got {out!r}")
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def f(p, x):
+        y = functional_call(model, p, (x.unsqueeze(0),)).squeeze(0)
+        return y.reshape(-1)  # (O,)
+
+    def jac(x):
+        j = vmap(jacrev(f), (None, 0))(params, x)  # {name: (N, O, *shape)}
+        return [v.flatten(2) for v in j.values()]
+
+    j1 = jac(x1)
+    j2 = j1 if x2 is None else jac(x2)
+    full = sum(torch.einsum("iap,jbp->ijab", a, b) for a, b in zip(j1, j2))  # (N1, N2, O, O)
+    if full.shape[-1] == 1:
+        return full[..., 0, 0]
+    if out == "trace":
+        return full.diagonal(dim1=-2, dim2=-1).sum(-1)
+    if out == "diagonal":
+        return full.diagonal(dim1=-2, dim2=-1)
+    return full
