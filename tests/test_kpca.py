@@ -209,7 +209,7 @@ def test_alignment_from_the_check_pass_matches_observables(center):
 
 def test_auto_solver_choice():
     assert kpca(ntk_like(30), k=20).solver == "full"
-    assert kpca(ntk_like(30), k=5).solver == "topk"
+    assert kpca(ntk_like(30), k=5).solver == ("topk" if "cpu" in BACKENDS else "full")  # syevr is LAPACK's
     result = kpca(ntk_like(200), k=3)
     assert result.solver == "subspace" and result.iterations > 0
     if "cpu" in BACKENDS:
