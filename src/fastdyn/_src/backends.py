@@ -1,4 +1,7 @@
-"""The one place that knows fastdyn's backends.
+"""The one place that knows fastdyn's backends: their names, whether each loads here, and how one is chosen.
+
+Which backends implement which operation follows from the kernel registry (:mod:`fastdyn._src.registry`);
+this module only says which of them can run on given arrays.
 
 =========  =====================================================  ===========
 name       what runs                                              arrays
@@ -9,8 +12,8 @@ name       what runs                                              arrays
 ``torch``  plain-torch formulation, always there                  CPU or CUDA
 =========  =====================================================  ===========
 
-``backend="auto"`` picks "cuda" for CUDA tensors, else "cpu", else "numba", else "torch", skipping backends a
-kernel does not implement. The environment variable ``FASTDYN_BACKEND`` replaces "auto" by a preferred name
+``backend="auto"`` picks "cuda" for CUDA tensors, else "cpu", else "numba", else "torch", skipping backends an
+operation does not implement. The environment variable ``FASTDYN_BACKEND`` replaces "auto" by a preferred name
 wherever that backend implements the kernel and runs on the arrays' device. An explicit ``backend=`` argument
 is strict: a missing, unsupported or wrong-device backend is a ``ValueError`` that says why.
 """
