@@ -13,7 +13,8 @@ import fastdyn
 from fastdyn import data
 from fastdyn.models import FCNet, OneHidden
 from fastdyn import train
-from fastdyn._src.train import LOSSES, _Evaluator, _Problem
+from fastdyn._src.train.losses import LOSSES
+from fastdyn._src.train.evaluate import Evaluator as _Evaluator, Problem as _Problem
 from conftest import assert_close, requires_cuda
 
 
