@@ -1,4 +1,4 @@
-"""Outputs and gradients of the network (:class:`Evaluator`) and the alpha-trick objective of a run (:class:`Problem`)."""
+"""Outputs and gradients of the network (:class:`Evaluator`); the alpha-trick objective of a run (:class:`Problem`)."""
 from __future__ import annotations
 
 import hashlib

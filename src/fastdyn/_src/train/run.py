@@ -259,7 +259,8 @@ class _Session:
         if self.checkpointing is None:
             return
         now = time.perf_counter()
-        if final or self.checkpointing.due(self.state.step - self.last_checkpoint_step, now - self.last_checkpoint_time):
+        steps_since, seconds_since = self.state.step - self.last_checkpoint_step, now - self.last_checkpoint_time
+        if final or self.checkpointing.due(steps_since, seconds_since):
             saved = dataclasses.replace(self.state, wall=self.elapsed(), timings=self.timings())
             saved.save(self.checkpointing.path, model=self.problem.evaluator.model, fingerprint=self.fingerprint)
             self.last_checkpoint_step, self.last_checkpoint_time = self.state.step, time.perf_counter()
