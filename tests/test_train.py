@@ -13,7 +13,11 @@ import fastdyn
 from fastdyn import data
 from fastdyn.models import FCNet, OneHidden
 from fastdyn import train
-from fastdyn._src.train import LOSSES, _Evaluator, _Problem
+from fastdyn._src.train.losses import LOSSES
+from fastdyn._src.train.evaluate import Evaluator as _Evaluator, Problem as _Problem
+from fastdyn._src.train.options import Limits
+from fastdyn._src.train.schedule import SnapshotSchedule
+from fastdyn._src.train.state import CHECKPOINT_VERSION, RunState
 from conftest import assert_close, requires_cuda
 
 
@@ -258,6 +262,7 @@ def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path):
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
         assert_close(p.detach(), q.detach(), torch.float64)
     assert_close(resumed.final.test_out, straight.final.test_out, torch.float64)
+    assert all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(), straight.model.parameters()))
     # A finished checkpoint is returned as it is; another problem is refused.
     again = train(model, x, y, checkpoint=path, resume=True, **kwargs)
     assert again.step == 1500 and again.stop_reason == "steps"
@@ -273,7 +278,43 @@ def test_resume_sgd_continues_the_batch_stream(tmp_path):
     train(model, x, y, max_steps=25, checkpoint=tmp_path / "c.pt", **kwargs)
     resumed = train(model, x, y, max_steps=60, checkpoint=tmp_path / "c.pt", resume=True, **kwargs)
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
-        assert_close(p.detach(), q.detach(), torch.float64)
+        assert torch.equal(p, q)  # the same trajectory, bit for bit
+    # the interrupted session's end (step 25) added one snapshot; the others are the straight run's
+    kept = [s for s in resumed.snapshots if s.step != 25]
+    assert [s.t for s in kept] == [s.t for s in straight.snapshots]
+    for s, r in zip(kept, straight.snapshots):
+        assert torch.equal(s.train_out, r.train_out) and s.train_loss == r.train_loss
+
+
+def test_run_state_checkpoint_round_trip(tmp_path):
+    """RunState.save / RunState.load keep every field, the weights and the generator's stream."""
+    model = FCNet([3, 4, 1], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(7)
+    torch.randperm(10, generator=generator)
+    state = RunState(SnapshotSchedule(None, 4, next=3, first_time=0.5), step=12, t=1.5, dt=0.25, dt_max=0.5,
+                     out=torch.arange(5.0), grads=[torch.ones(2)], loss_value=0.125, velocity=[torch.zeros(3)],
+                     generator=generator, stop_reason="steps", message="reached max_steps", wall=2.0,
+                     timings={"evaluate": 1.0, "observables": 0.5, "checkpoint": 0.25})
+    path = tmp_path / "state.pt"
+    state.save(path, model=model, fingerprint="abc")
+    assert not path.with_name("state.pt.tmp").exists()
+    other = FCNet([3, 4, 1], dtype=torch.float64)
+    loaded = RunState.load(path, model=other, fingerprint="abc", device=torch.device("cpu"),
+                           schedule=SnapshotSchedule(None, 4))
+    for p, q in zip(model.parameters(), other.parameters()):
+        assert torch.equal(p, q)
+    assert (loaded.step, loaded.t, loaded.dt, loaded.dt_max, loaded.loss_value, loaded.wall) == (12, 1.5, 0.25, 0.5,
+                                                                                               0.125, 2.0)
+    assert torch.equal(loaded.out, state.out) and torch.equal(loaded.grads[0], state.grads[0])
+    assert torch.equal(loaded.velocity[0], state.velocity[0]) and loaded.timings == state.timings
+    assert loaded.schedule == SnapshotSchedule(None, 4, next=3, first_time=0.5)
+    assert (loaded.stop_reason, loaded.message) == (None, "")  # a limit stop is checked again on resume
+    assert torch.equal(torch.randperm(10, generator=loaded.generator), torch.randperm(10, generator=generator))
+    with pytest.raises(ValueError, match="different problem"):
+        RunState.load(path, model=other, fingerprint="xyz", device=torch.device("cpu"), schedule=SnapshotSchedule())
+    torch.save({**torch.load(path, weights_only=False), "version": 1}, path)
+    with pytest.raises(ValueError, match=f"version 1, expected {CHECKPOINT_VERSION}"):
+        RunState.load(path, model=other, fingerprint="abc", device=torch.device("cpu"), schedule=SnapshotSchedule())
 
 
 class _BreaksWhenMoved(torch.nn.Module):
@@ -312,3 +353,83 @@ def test_output_shape_must_fit_the_loss():
         train(FCNet([3, 4, 2], dtype=torch.float64), x, y)
     with pytest.raises(ValueError, match=r"\(N, C\) with C >= 2"):
         train(FCNet([3, 4, 1], dtype=torch.float64), x, (y > 0).long(), loss="cross_entropy")
+
+
+def test_snapshot_schedule_at_given_times():
+    schedule = SnapshotSchedule([0.5, 1.0, 2.0])
+    assert not schedule.peek(0.4) and not schedule.due(0.4)
+    assert schedule.peek(1.5) and schedule.next == 0  # peek does not advance
+    assert schedule.due(1.5) and schedule.next == 2  # due advances past every time reached
+    assert not schedule.due(1.9) and schedule.due(2.0)
+    assert not schedule.peek(1e9) and not schedule.due(1e9)  # the times are used up
+
+
+def test_snapshot_schedule_log_spaced_from_the_first_step():
+    schedule = SnapshotSchedule(per_decade=2)
+    assert schedule.peek(0.3)  # the grid starts at the first step's time
+    assert schedule.due(0.3) and schedule.first_time == 0.3 and schedule.next == 1
+    next_time = 0.3 * 10 ** 0.5
+    assert not schedule.peek(0.99 * next_time) and not schedule.due(0.99 * next_time)
+    assert schedule.peek(next_time) and schedule.next == 1
+    assert schedule.due(3.0) and schedule.next == 3  # 0.3 * 10^(1/2) and 0.3 * 10 reached, once
+    assert not schedule.due(3.0)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: fastdyn.FlowOptions(dt=0), "dt must be > 0, got 0"),
+    (lambda: fastdyn.FlowOptions(max_dout=-1.0), "max_dout must be > 0"),
+    (lambda: fastdyn.FlowOptions(max_dgrad=math.nan), "max_dgrad must be > 0"),
+    (lambda: fastdyn.FlowOptions(waive_below=1.0), r"waive_below must be in \[0, 1\)"),
+    (lambda: fastdyn.SGDOptions(lr=0.0), "lr must be > 0"),
+    (lambda: fastdyn.SGDOptions(momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (lambda: fastdyn.SGDOptions(batch_size=41).batch_for(40), r"batch_size must be in \[1, p=40\], got 41"),
+    (lambda: Limits(max_steps=-1), "max_steps must be >= 0"),
+    (lambda: SnapshotSchedule([1.0, 1.0]), "snapshot_times must be positive and increasing"),
+    (lambda: SnapshotSchedule(per_decade=0), "snapshots_per_decade must be >= 1"),
+])
+def test_options_are_validated_with_the_train_messages(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dt=0), "dt must be > 0"),
+    (dict(waive_below=-0.1), "waive_below"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(max_steps=-1), "max_steps"),
+    (dict(snapshot_times=[2.0, 1.0]), "snapshot_times"),
+])
+def test_flat_keywords_are_validated_by_the_options(kwargs, match):
+    x, y, _, _ = stripe()
+    with pytest.raises(ValueError, match=match):
+        train(FCNet([3, 4, 1], dtype=torch.float64), x, y, **kwargs)
+
+
+@pytest.mark.parametrize("flat, options", [
+    (dict(dynamics="flow", dt=0.5, max_dout=0.05, max_dgrad=1e-2, min_dt=1e-20, waive_below=0.05),
+     fastdyn.FlowOptions(dt=0.5, max_dout=0.05, max_dgrad=1e-2, min_dt=1e-20, waive_below=0.05)),
+    (dict(dynamics="sgd", lr=0.3, batch_size=8, momentum=0.5, seed=4),
+     fastdyn.SGDOptions(lr=0.3, batch_size=8, momentum=0.5, seed=4)),
+])
+def test_options_objects_give_the_flat_keyword_run(flat, options):
+    x, y, xt, yt = stripe()
+    model = OneHidden(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    runs = [train(model, x, y, x_test=xt, y_test=yt, max_steps=120, **kwargs)
+            for kwargs in (flat, dict(dynamics=options))]
+    assert (runs[0].step, runs[0].t, runs[0].dt, runs[0].stop_reason) == (runs[1].step, runs[1].t, runs[1].dt,
+                                                                           runs[1].stop_reason)
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        assert torch.equal(p, q)
+    for s, r in zip(runs[0].snapshots, runs[1].snapshots, strict=True):
+        assert s.t == r.t and torch.equal(s.train_out, r.train_out) and torch.equal(s.test_out, r.test_out)
+
+
+def test_options_object_and_flat_dynamics_keywords_do_not_mix():
+    x, y, _, _ = stripe()
+    model = FCNet([3, 4, 1], dtype=torch.float64)
+    with pytest.raises(TypeError, match="dt, lr"):
+        train(model, x, y, dynamics=fastdyn.FlowOptions(), dt=0.5, lr=0.2)
+    with pytest.raises(TypeError, match="batch_size"):
+        train(model, x, y, dynamics=fastdyn.SGDOptions(), batch_size=4)
+    with pytest.raises(ValueError, match="dynamics must be one of"):
+        train(model, x, y, dynamics=None)

@@ -9,7 +9,7 @@ from . import data, kernel_methods, kinks, models, observables, onehidden
 from .models import FCNet, OneHidden
 from ._src.kpca import KernelPCA, kpca
 from ._src.ntk import NTKInfo, ntk
-from ._src.train import Context, Snapshot, TrainResult, train
+from ._src.train import Context, FlowOptions, SGDOptions, Snapshot, TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,8 @@ __all__ = [
     "kpca",
     "KernelPCA",
     "train",
+    "FlowOptions",
+    "SGDOptions",
     "TrainResult",
     "Snapshot",
     "Context",

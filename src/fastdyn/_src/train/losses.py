@@ -1,0 +1,47 @@
+"""The losses l(F, y) of the alpha-trick, their derivatives dl/dF and the error counts."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LOSSES = ("hinge", "mse", "logistic", "cross_entropy")
+
+
+def loss_terms(loss: str, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-point loss l(F_mu, y_mu), shape (N,)."""
+    if loss == "hinge":
+        return torch.relu(1 - F * y)
+    if loss == "mse":
+        return 0.5 * (F - y) ** 2
+    if loss == "logistic":
+        return nn.functional.softplus(-F * y)
+    if loss == "cross_entropy":
+        return nn.functional.cross_entropy(F, y, reduction="none")
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def loss_derivative(loss: str, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """dl/dF per point, shape of F (hinge: -y where F y < 1, the subgradient 0 at the kink)."""
+    if loss == "hinge":
+        return -y * (F * y < 1).to(F.dtype)
+    if loss == "mse":
+        return F - y
+    if loss == "logistic":
+        return -y * torch.sigmoid(-F * y)
+    if loss == "cross_entropy":
+        return torch.softmax(F, dim=1) - nn.functional.one_hot(y, F.shape[1]).to(F.dtype)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def errors(F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-point classification error (N,) float64: F y <= 0 for one output, argmax F != y for several."""
+    if F.ndim == 2:
+        return (F.argmax(dim=1) != y).to(torch.float64)
+    return (F * y <= 0).to(torch.float64)
+
+
+def unsatisfied(F: torch.Tensor, y: torch.Tensor) -> int:
+    """Points with margin F y < 1 (one output, F (N,)), or misclassified (several outputs, F (N, C))."""
+    if F.ndim == 2:
+        return int((F.argmax(dim=1) != y).sum())
+    return int((F * y < 1).sum())
