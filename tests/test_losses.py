@@ -59,3 +59,16 @@ def test_hinge_gradient_cuda(dtype):
     assert_close(g, g_ref, dtype)
     assert abs(loss - loss_ref) <= RTOL[dtype] * abs(loss_ref)
     assert unsatisfied == int((0.7 * (f - f0).double() * y.double() < 1).sum())
+
+
+@pytest.mark.parametrize("backend", HINGE_BACKENDS)
+def test_hinge_gradient_has_the_bits_of_the_training_loss_derivative(backend, dtype):
+    """g is bitwise loss_derivative("hinge", F, y) / (p alpha), signed zeros included, so the training engine can
+    use the kernel without changing a trajectory."""
+    from fastdyn._src.train.losses import loss_derivative
+
+    alpha = 0.3
+    f, f0, y = hinge_case(dtype, p=501, alpha=alpha, seed=3)
+    g, _, _ = registry.implementation("loss.hinge_gradient", backend)(f, f0, y, alpha=alpha)
+    expected = loss_derivative("hinge", alpha * (f - f0), y) / (f.shape[0] * alpha)
+    assert torch.equal(g, expected) and torch.equal(torch.signbit(g), torch.signbit(expected))

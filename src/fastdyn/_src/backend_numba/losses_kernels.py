@@ -9,15 +9,16 @@ def hinge_gradient(f, f0, y, alpha):
     """(g (p,), L, #{F y < 1}) for L = sum_i relu(1 - F_i y_i) / (p alpha^2), F = alpha (f - f0); L in float64."""
     p = f.shape[0]
     g = np.empty_like(f)
-    scale = 1.0 / (p * alpha)
+    one = f.dtype.type(1)
+    a = f.dtype.type(alpha)
+    denominator = f.dtype.type(p * alpha)
     total = 0.0
     unsatisfied = 0
     for i in range(p):
-        margin = alpha * (f[i] - f0[i]) * y[i]
-        if margin < 1:
-            g[i] = -y[i] * scale
+        margin = a * (f[i] - f0[i]) * y[i]  # in the inputs' dtype, as the other backends
+        below = margin < one
+        g[i] = -y[i] * (one if below else f.dtype.type(0)) / denominator  # -0.0 where met, as -y * mask
+        if below:
             total += 1.0 - margin
             unsatisfied += 1
-        else:
-            g[i] = 0.0
     return g, total / (p * alpha * alpha), unsatisfied
