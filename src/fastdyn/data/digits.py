@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._src.optional import require
 from ._split import Split, check_sizes, make_split, streams
 
 TASKS = {
@@ -25,8 +26,8 @@ def digits(p: int = 1000, *, d: int = 10, task: str = "parity", p_test: int | No
 
     ``info`` holds the digit labels ``"digit"`` and ``"digit_test"`` and the explained variance ratio.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.decomposition import PCA
+    load_digits = require("sklearn.datasets", "experiments", "fastdyn.data.digits").load_digits
+    PCA = require("sklearn.decomposition", "experiments", "fastdyn.data.digits").PCA
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")

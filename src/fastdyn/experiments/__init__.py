@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-# matplotlib is not thread-safe, and a sweep may run points as threads of one process: hold this while drawing.
-PLOT_LOCK = threading.Lock()
 
 REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",

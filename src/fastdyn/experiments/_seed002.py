@@ -1,14 +1,13 @@
 """Shared pieces of the seed-002 experiments (feature vs lazy learning; science.md sections 1-4).
 
 Data sets, the network, one training run with the alpha-trick, the compression ratio Lambda, kernel baselines on
-the same split, power-law fits with an uncertainty, and figure saving. The experiment modules
-(``learning_curves``, ``compression``, ``ntk_pca``, ``intrinsic_dimension``, ``kinks``) are thin scripts over these.
+the same split and power-law fits with an uncertainty. The experiment modules (``learning_curves``,
+``compression``, ``ntk_pca``, ``intrinsic_dimension``, ``kinks``) are thin scripts over these and
+:mod:`fastdyn.plotting`.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,22 +21,6 @@ DATASETS = ("stripe", "sphere", "digits")
 
 # Options of :func:`fit` every seed-002 configuration carries (the caps keep a run inside its time budget).
 TRAINING_KEYS = ("max_steps", "max_wall", "max_dout", "max_dgrad")
-
-
-@contextmanager
-def threads(n: int):
-    """Run the block with ``n`` torch CPU threads (0 keeps torch's setting), restoring the setting after. One
-    thread is fastest for the small runs here: a gradient-flow step is well under a millisecond of work, and on a
-    busy machine a second thread mostly waits."""
-    previous = torch.get_num_threads()
-    if n < 0:
-        raise ValueError(f"config 'threads' must be >= 0 (0: torch's setting), got {n}")
-    if n > 0:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def dataset(name: str, p: int, d: int, *, seed: int, p_test: int) -> data.Split:
@@ -141,17 +124,3 @@ def power_law(p, errors, *, n_boot: int = 1000, seed: int = 0) -> dict:
     else:
         beta_err = math.nan
     return {"beta": float(beta), "beta_err": beta_err, "log_prefactor": float(log_prefactor), "n_points": n_points}
-
-
-def new_figure(columns: int = 1, rows: int = 1, *, width: float = 4.0, height: float = 3.4):
-    """(Figure, 2-D array of Axes) without pyplot (safe in threads and headless runs)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
-    return fig, fig.subplots(rows, columns, squeeze=False)
-
-
-def save_figure(fig, out: Path, name: str) -> str:
-    """Save ``fig`` as ``out/name`` (PNG, 90 dpi keeps files well under 300 KB); returns the file name."""
-    fig.savefig(Path(out) / name, dpi=90)
-    return name
