@@ -3,9 +3,9 @@ draws with.
 
 Everything draws on Agg-safe :class:`matplotlib.figure.Figure` objects (never pyplot, so no global figure
 manager and no GUI backend); matplotlib is imported when a function here first draws, so ``import fastdyn`` does
-not need it. The plot functions return the Figure (or the Axes they drew into); :func:`save_figure` writes it,
-holding the one lock that keeps matplotlib's shared state (font cache, text layout) safe when sweep points run as
-threads of one process.
+not need it. The plot functions return the Figure (or the Axes they drew into); :func:`save_figure` writes it.
+Text layout and rendering happen under one lock (in :func:`save_figure` and the tight layouts here), which keeps
+matplotlib's shared state (font cache, text layout) safe when sweep points run as threads of one process.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import torch
 from . import deep_linear, kinks
 from ._src.optional import require
 
-__all__ = ["new_figure", "save_figure", "viridis_colours", "plot_kinks", "plot_kink_panels", "plot_field", "deep_linear_modes",
-           "deep_linear_loss", "deep_linear_depth", "deep_linear_rsm", "deep_linear_illusory", "deep_linear_data"]
+__all__ = ["new_figure", "save_figure", "viridis_colours", "plot_kinks", "plot_kink_panels", "plot_field",
+           "deep_linear_modes", "deep_linear_loss", "deep_linear_depth", "deep_linear_rsm", "deep_linear_illusory",
+           "deep_linear_data"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -53,11 +54,21 @@ def new_figure(columns: int = 1, rows: int = 1, *, width: float = 4.0, height: f
     return fig, fig.subplots(rows, columns, squeeze=False)
 
 
-def save_figure(fig, out: Path, name: str, *, dpi: int = DPI) -> str:
-    """Save ``fig`` as the PNG ``out/name`` under the drawing lock; returns the file name."""
+def save_figure(fig, out: Path, name: str, *, dpi: int = DPI, tight_layout: bool = False) -> str:
+    """Save ``fig`` as the PNG ``out/name`` under the drawing lock, after ``fig.tight_layout()`` if asked (for a
+    figure made with ``layout=None``); returns the file name."""
     with _DRAW_LOCK:
+        if tight_layout:
+            fig.tight_layout()
         fig.savefig(Path(out) / name, dpi=dpi)
     return name
+
+
+def _tight_layout(fig):
+    """``fig`` after ``fig.tight_layout()``, which renders text, under the drawing lock."""
+    with _DRAW_LOCK:
+        fig.tight_layout()
+    return fig
 
 
 # ---- kinks ------------------------------------------------------------------------------------------------------
@@ -174,8 +185,7 @@ def deep_linear_modes(runs, s, tau, table, small):
     right.set(xlabel="measured t_1/2 (epochs)", ylabel="predicted tau/(2s) ln(s/a0 - 1)",
               title="half-learning time per mode")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tight_layout(fig)
 
 
 def deep_linear_loss(runs, stage_times):
@@ -192,8 +202,7 @@ def deep_linear_loss(runs, stage_times):
     top.set(xscale="log", ylabel="loss (mean squared error)", title="loss: plateaus between stages")
     top.legend(fontsize=7)
     bottom.set(xscale="log", xlabel="epoch", ylabel="-dL/d ln t (normalised)")
-    fig.tight_layout()
-    return fig
+    return _tight_layout(fig)
 
 
 def deep_linear_depth(runs, s, small):
@@ -210,8 +219,7 @@ def deep_linear_depth(runs, s, small):
         ax.set(xlabel="epoch", ylabel="a(t) / s", title=title)
         ax.title.set_fontsize(9)
     np.atleast_1d(axes)[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _tight_layout(fig)
 
 
 def deep_linear_rsm(runs, gammas, item_names, stage_times, t_end):
@@ -232,8 +240,7 @@ def deep_linear_rsm(runs, gammas, item_names, stage_times, t_end):
             ax.set_xticks([])
             ax.set_yticks(range(len(item_names)))
             ax.set_yticklabels(item_names if ax is row[0] else [], fontsize=6)
-    fig.tight_layout()
-    return fig
+    return _tight_layout(fig)
 
 
 def deep_linear_illusory(runs, small, data, feature, exception, s, u, v, tau, a0):
@@ -259,8 +266,7 @@ def deep_linear_illusory(runs, small, data, feature, exception, s, u, v, tau, a0
                  f"but the {data.item_names[exception]}\n(thin: the other {data.node_names[node]}s)")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tight_layout(fig)
 
 
 def deep_linear_data(data, s, v):
@@ -279,5 +285,4 @@ def deep_linear_data(data, s, v):
     axes[2].set_xticks(range(len(s)))
     axes[2].set_xticklabels([f"{x:.0f}" for x in s], fontsize=7)
     axes[2].set(title="modes v_alpha (columns), labelled by s", yticks=[])
-    fig.tight_layout()
-    return fig
+    return _tight_layout(fig)

@@ -196,5 +196,4 @@ def _plot(table, swept: list[str], out: Path) -> None:
             ax.set(xlabel=x_key, title=metric)
             if others:
                 ax.legend(fontsize=7, title=",".join(others))
-    fig.tight_layout()
-    plotting.save_figure(fig, out, "sweep.png", dpi=100)
+    plotting.save_figure(fig, out, "sweep.png", dpi=100, tight_layout=True)

@@ -8,6 +8,11 @@ An experiment module defines
 * ``run(config: dict, out: pathlib.Path, *, progress: bool = True) -> dict``: does the work, writes NPZ arrays and
   PNG figures into ``out`` and returns the summary (JSON-able scalars, flat or nested one level).
 
+Every ``run`` has the same shape: check the config, run the work inside
+``fastdyn._src.threads.limit_threads(config["threads"])`` when it trains torch models, save arrays, then draw
+with :mod:`fastdyn.plotting` and write each figure with :func:`fastdyn.plotting.save_figure` (which holds the
+drawing lock, so experiments never take it themselves).
+
 :func:`run_experiment` merges overrides into the defaults (unknown keys and wrong types are errors), writes
 ``config.json`` and ``results.json`` beside the experiment's own files, and returns the summary.
 """

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import data
+from ..data.digits import N_IMAGES
 from ..kernel_methods import knn_error, svc_error
 from ..models import OneHidden
 from .. import ntk
@@ -23,13 +24,20 @@ DATASETS = ("stripe", "sphere", "digits")
 TRAINING_KEYS = ("max_steps", "max_wall", "max_dout", "max_dgrad")
 
 
+def shared_config(quick: bool, *, max_steps: int, max_wall: float) -> dict:
+    """The settings every seed-002 experiment carries: the two regimes' alpha, the training caps (``TRAINING_KEYS``;
+    quick runs: 1000 steps, 60 s) and one torch thread (fastest for these small runs)."""
+    caps = {"max_steps": 1000, "max_wall": 60.0} if quick else {"max_steps": max_steps, "max_wall": max_wall}
+    return {"alpha_feature": 0.01, "alpha_lazy": 1000.0, **caps, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+
+
 def dataset(name: str, p: int, d: int, *, seed: int, p_test: int) -> data.Split:
     """fp64 torch train/test split of "stripe", "sphere" (x ~ N(0, I_d)) or "digits" (d-PCA of sklearn's 8x8
-    digits, even vs odd; p + p_test <= 1797, the test set is capped to what is left)."""
+    digits, even vs odd; p + p_test <= N_IMAGES = 1797, the test set is capped to what is left)."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
     if name == "digits":
-        return data.digits(p, d=d, task="parity", p_test=min(p_test, 1797 - p), seed=seed, as_torch=True)
+        return data.digits(p, d=d, task="parity", p_test=min(p_test, N_IMAGES - p), seed=seed, as_torch=True)
     return data.GENERATORS[name](p, d, p_test=p_test, seed=seed, as_torch=True)
 
 

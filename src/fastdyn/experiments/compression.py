@@ -16,13 +16,9 @@ DESCRIPTION = "seed 002: compression ratio Lambda over training and vs p (stripe
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"d": 5, "ps": [64, 128], "seeds": 1, "h": 100, "p_test": 200, "alpha_feature": 0.01,
-                "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0,
-                "threads": 1}
-    return {"d": 5, "ps": [64, 128, 256, 512, 1024], "seeds": 2, "h": 500, "p_test": 500, "alpha_feature": 0.01,
-            "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5, "max_dgrad": 1.0,
-            "threads": 1}
+    sizes = ({"d": 5, "ps": [64, 128], "seeds": 1, "h": 100, "p_test": 200} if quick else
+             {"d": 5, "ps": [64, 128, 256, 512, 1024], "seeds": 2, "h": 500, "p_test": 500})
+    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=20.0)}
 
 
 def _lambda_observable(model, context) -> float:

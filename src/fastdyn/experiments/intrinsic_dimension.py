@@ -23,13 +23,11 @@ DESCRIPTION = "seed 002: TwoNN intrinsic dimension of the hidden representation 
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "p": 128, "h": 100, "p_test": 300,
-                "seed": 0, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0,
-                "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
-    return {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 500, "p_test": 1000,
-            "seed": 0, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 4000, "max_wall": 15.0,
-            "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "p": 128, "h": 100, "p_test": 300,
+              "seed": 0} if quick else
+             {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 500,
+              "p_test": 1000, "seed": 0})
+    return {**sizes, **common.shared_config(quick, max_steps=4000, max_wall=15.0)}
 
 
 def _representation(model, x: torch.Tensor) -> torch.Tensor:

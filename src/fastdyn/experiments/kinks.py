@@ -25,15 +25,11 @@ D = 2
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"datasets": ["stripe", "sphere"], "p": 32, "h": 100, "ps_attractors": [8, 32], "hs_attractors": [50, 100],
-                "attractor_dataset": "sphere", "p_test": 200, "seed": 0, "alpha_feature": 0.01,
-                "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0,
-                "threads": 1}
-    return {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
-            "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0,
-            "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5,
-            "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"datasets": ["stripe", "sphere"], "p": 32, "h": 100, "ps_attractors": [8, 32], "hs_attractors": [50, 100],
+              "attractor_dataset": "sphere", "p_test": 200, "seed": 0} if quick else
+             {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
+              "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0})
+    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=20.0)}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:

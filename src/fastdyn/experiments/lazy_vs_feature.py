@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import data, kinks, onehidden, plotting, train
+from ..data.synthetic import STRIPE_BOUNDS
 from ..models import OneHidden
 from .._src.optional import require
 from .._src.threads import limit_threads
@@ -128,29 +129,26 @@ def _bar(progress: bool, desc: str, total: int):
 
 def _figures(config: dict, arrays: dict, out: Path) -> None:
     alphas = config["alphas"]
-    bounds = (-0.3, 1.18549)
     fig, axes = plotting.new_figure(len(alphas), height=3.6, layout=None)
     for ax, alpha in zip(axes[0], alphas):
         F = arrays[f"alpha_{alpha:g}_function"]
         limit = float(np.abs(F).max()) or 1.0
         image = ax.imshow(F, origin="lower", extent=(-3, 3, -3, 3), cmap="RdBu", vmin=-limit, vmax=limit)
         ax.contour(arrays["axis"], arrays["axis"], F, levels=[0], colors="k", linewidths=1)
-        for edge in bounds:
+        for edge in STRIPE_BOUNDS:
             ax.axvline(edge, color="gray", ls=":", lw=1)
         ax.set(title=f"F(x) on the (x1, x2) plane, alpha={alpha:g}", xlabel="x1", ylabel="x2")
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    plotting.save_figure(fig, out, "function.png", dpi=DPI)
+    plotting.save_figure(fig, out, "function.png", dpi=DPI, tight_layout=True)
 
     panels = [("init", arrays["z_init"])] + [(f"alpha={a:g}", arrays[f"alpha_{a:g}_z"]) for a in alphas]
     fig, axes = plotting.new_figure(len(panels), width=3.4, height=3.4, layout=None)
     for ax, (title, z) in zip(axes[0], panels):
         ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.5)
-        for edge in bounds:
+        for edge in STRIPE_BOUNDS:
             ax.axvline(edge, color="gray", ls=":", lw=1)
         ax.set(title=f"kinks, {title}", xlabel="z1", ylabel="z2", xlim=(-4, 4), ylim=(-4, 4), aspect="equal")
-    fig.tight_layout()
-    plotting.save_figure(fig, out, "kinks.png", dpi=DPI)
+    plotting.save_figure(fig, out, "kinks.png", dpi=DPI, tight_layout=True)
 
     fig, axes = plotting.new_figure(width=5, height=3.6, layout=None)
     ax = axes[0, 0]
@@ -160,5 +158,4 @@ def _figures(config: dict, arrays: dict, out: Path) -> None:
         ax.plot(t[1:], arrays[f"alpha_{alpha:g}_train_err"][1:], ls="--", label=f"train, alpha={alpha:g}")
     ax.set(xscale="log", xlabel="t", ylabel="error", title="dynamics")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plotting.save_figure(fig, out, "dynamics.png", dpi=DPI)
+    plotting.save_figure(fig, out, "dynamics.png", dpi=DPI, tight_layout=True)

@@ -24,13 +24,11 @@ LABELS = {"feature": "network, feature", "lazy": "network, lazy", "svc_ntk_init"
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "ps": [64, 128], "seeds": 2, "h": 100,
-                "p_test": 500, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0, "max_steps": 1000,
-                "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
-    return {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "ps": [64, 128, 256, 512],
-            "seeds": 3, "h": 500, "p_test": 1000, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0,
-            "max_steps": 8000, "max_wall": 15.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "ps": [64, 128], "seeds": 2, "h": 100,
+              "p_test": 500, "svc_C": 1000.0} if quick else
+             {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "ps": [64, 128, 256, 512],
+              "seeds": 3, "h": 500, "p_test": 1000, "svc_C": 1000.0})
+    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=15.0)}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:

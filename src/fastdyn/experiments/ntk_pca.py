@@ -25,13 +25,11 @@ TOP = 10  # eigenvectors whose mutual information with the label is measured (th
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"dataset": "stripe", "d": 5, "p": 128, "ps_svc": [64, 128], "h": 100, "p_test": 300, "seed": 0,
-                "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0, "max_steps": 1000, "max_wall": 60.0,
-                "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
-    return {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 500, "p_test": 1000,
-            "seed": 0, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0, "max_steps": 3000,
-            "max_wall": 10.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"dataset": "stripe", "d": 5, "p": 128, "ps_svc": [64, 128], "h": 100, "p_test": 300, "seed": 0,
+              "svc_C": 1000.0} if quick else
+             {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 500, "p_test": 1000,
+              "seed": 0, "svc_C": 1000.0})
+    return {**sizes, **common.shared_config(quick, max_steps=3000, max_wall=10.0)}
 
 
 def _ntk_observable(model, context):
