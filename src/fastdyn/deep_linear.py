@@ -21,9 +21,10 @@ tau/(D s^{2-2/D}) int_0.1^0.9 dx / (x^{2-2/D} (1 - x))  (= tau ln 81 / (2s) for 
 
 :func:`train` integrates the flow with classical RK4 (or Euler: gradient descent) in fp64 with the gradient in
 closed matrix form, exactly reduced to the r-dimensional output subspace the targets span (:class:`ReducedProblem`),
-so a step costs the same for 10^4 outputs as for 10 (numpy: these matrices are at most h x h; the plain-torch
-autograd reference in ``tests/oracles/deep_linear.py`` checks it). The experiment ``fastdyn run deep-linear``
-(:mod:`fastdyn.experiments.deep_linear`) runs it on hierarchical data (:func:`fastdyn.data.hierarchical`).
+so a step costs the same for 10^4 outputs as for 10 (numpy: the matrices are at most max(h, r) x max(h, n_in); the
+plain-torch autograd reference in ``tests/oracles/deep_linear.py`` checks it). The experiment
+``fastdyn run deep-linear`` (:mod:`fastdyn.experiments.deep_linear`) runs it on hierarchical data
+(:func:`fastdyn.data.hierarchical`).
 """
 from __future__ import annotations
 
