@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastdyn.data.hierarchical import correlation_svd, hierarchical
-from fastdyn.experiments import deep_linear as dl
+from fastdyn import deep_linear as dl
 from fastdyn.experiments import run_experiment
 from oracles import deep_linear as reference
 

@@ -104,6 +104,7 @@ def test_gradient_cuda_matches_autograd(dtype, size):
 # ---- kinks -----------------------------------------------------------------------------------------------------
 
 from fastdyn import kinks  # noqa: E402
+from fastdyn.plotting import plot_field, plot_kink_panels, plot_kinks  # noqa: E402
 
 
 def kink_formula(omega, b):
@@ -315,16 +316,16 @@ def test_plot_helpers(tmp_path):
     z, degenerate = kinks.positions(model, return_degenerate=True)
     degenerate[:4] = True  # hidden
     labels = kinks.attractors(model, x).labels
-    ax = kinks.plot_kinks(z, labels=labels, degenerate=degenerate, title="init")
+    ax = plot_kinks(z, labels=labels, degenerate=degenerate, title="init")
     assert sum(len(c.get_offsets()) for c in ax.collections) == 26
-    fig = kinks.plot_kink_panels([("(A) init", z), ("(B) lazy", z.numpy(), labels), ("(C)", z), ("(D)", z)])
+    fig = plot_kink_panels([("(A) init", z), ("(B) lazy", z.numpy(), labels), ("(C)", z), ("(D)", z)])
     assert len(fig.axes) == 4
     fig.savefig(tmp_path / "panels.png")
-    ax = kinks.plot_field(x[:1], g[:1], b=-1.0, n=9)
+    ax = plot_field(x[:1], g[:1], b=-1.0, n=9)
     ax.figure.savefig(tmp_path / "field.png")
     assert (tmp_path / "panels.png").stat().st_size > 0 and (tmp_path / "field.png").stat().st_size > 0
     with pytest.raises(ValueError, match="d = 2"):
-        kinks.plot_field(np.ones((1, 3)), np.ones(1))
+        plot_field(np.ones((1, 3)), np.ones(1))
 
 
 @requires_cuda

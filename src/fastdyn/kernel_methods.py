@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._src.optional import require
+
 
 @dataclass(frozen=True)
 class KernelFit:
@@ -34,7 +36,7 @@ def svc_error(K_train, y_train, K_test_train, y_test, *, C: float = 1.0, **svc_o
         y_test: (m,) class labels.
         C: inverse regularisation (large C ~ hard margin); other options go to ``sklearn.svm.SVC``.
     """
-    from sklearn.svm import SVC
+    SVC = _sklearn("sklearn.svm").SVC
 
     K_tr, y_tr, K_te, y_te = _check(K_train, y_train, K_test_train, y_test)
     estimator = SVC(kernel="precomputed", C=C, **svc_options).fit(K_tr, y_tr)
@@ -46,7 +48,7 @@ def kernel_ridge_error(K_train, y_train, K_test_train, y_test, *, ridge: float =
 
     Args as in :func:`svc_error`; ``ridge`` is ``KernelRidge``'s alpha (added to the kernel's diagonal).
     """
-    from sklearn.kernel_ridge import KernelRidge
+    KernelRidge = _sklearn("sklearn.kernel_ridge").KernelRidge
 
     K_tr, y_tr, K_te, y_te = _check(K_train, y_train, K_test_train, y_test)
     classes = np.unique(y_tr)
@@ -67,7 +69,7 @@ def kernel_ridge_error(K_train, y_train, K_test_train, y_test, *, ridge: float =
 
 def knn_error(X_train, y_train, X_test, y_test, *, k: int = 5) -> KernelFit:
     """k-nearest-neighbour classifier (Euclidean, majority vote) on raw features: the baseline of seed 002."""
-    from sklearn.neighbors import KNeighborsClassifier
+    KNeighborsClassifier = _sklearn("sklearn.neighbors").KNeighborsClassifier
 
     X_tr, X_te = _numpy("X_train", X_train), _numpy("X_test", X_test)
     y_tr, y_te = _numpy_labels("y_train", y_train, X_tr.shape[0]), _numpy_labels("y_test", y_test, X_te.shape[0])
@@ -77,6 +79,10 @@ def knn_error(X_train, y_train, X_test, y_test, *, k: int = 5) -> KernelFit:
         raise ValueError(f"k must be between 1 and the number of training points {X_tr.shape[0]}, got {k}")
     estimator = KNeighborsClassifier(n_neighbors=k).fit(X_tr, y_tr)
     return KernelFit(_error(estimator.predict(X_te), y_te), _error(estimator.predict(X_tr), y_tr), estimator)
+
+
+def _sklearn(module_name: str):
+    return require(module_name, "experiments", "fastdyn.kernel_methods")
 
 
 def _check(K_train, y_train, K_test_train, y_test):

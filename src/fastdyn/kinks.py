@@ -12,8 +12,8 @@ and under gradient flow (omega_dot = -grad_omega, b_dot = -grad_b of a loss with
 
 :func:`velocities` evaluates this chain rule exactly on top of the fused gradient kernel
 (:func:`fastdyn.onehidden.gradient`: h x p work, O((h + p) d) memory). :func:`field` is the closed form of the same
-velocity written in z alone (the seed's z_dot = F(z)), :func:`attractors` groups neurons active on the same
-training points, and :func:`plot_kinks` / :func:`plot_kink_panels` draw kink clouds.
+velocity written in z alone (the seed's z_dot = F(z)) and :func:`attractors` groups neurons active on the same
+training points; :mod:`fastdyn.plotting` draws kink clouds and the field.
 
 Degenerate neurons: when ||omega_n|| <= ``eps`` (default 0, i.e. omega_n = 0) or z_n overflows, the neuron has no
 kink at finite distance (its pre-activation is constant). Such rows of z and z_dot are set to 0, never NaN or Inf;
@@ -34,8 +34,7 @@ from ._src.registry import dispatch
 from .models import OneHidden
 from .onehidden import parameters
 
-__all__ = ["positions", "velocities", "field", "attractors", "Attractors", "plot_kinks", "plot_kink_panels",
-           "plot_field"]
+__all__ = ["positions", "velocities", "field", "attractors", "Attractors"]
 
 
 def positions(model, b=None, *, eps: float = 0.0, return_degenerate: bool = False):
@@ -189,102 +188,6 @@ def attractors(model: OneHidden, x, *, backend: str = "auto", max_elements: int 
     else:
         sizes = np.zeros(0, dtype=np.int64)
     return Attractors(labels=labels, sizes=sizes, n_dead=int(dead.sum()))
-
-
-def plot_kinks(z, ax=None, *, labels=None, dims=(0, 1), degenerate=None, title: str | None = None,
-               limit: float | None = None, size: float = 2.0, **scatter_kw):
-    """Scatter the kinks z (h, d) projected on the coordinates ``dims`` (default the first two).
-
-    ``labels`` (h,) colours neurons by attractor (e.g. ``attractors(...).labels``; -1 drawn grey);
-    ``degenerate`` (h,) bool hides neurons without a kink; ``limit`` sets a symmetric axis range.
-    Draws into ``ax`` or a new Agg-safe Figure (no pyplot); returns the Axes.
-    """
-    z = np.asarray(z.detach().cpu() if isinstance(z, torch.Tensor) else z, dtype=float)
-    if z.ndim != 2 or z.shape[1] <= max(dims):
-        raise ValueError(f"z must be (h, d) with d > {max(dims)}, got shape {z.shape}")
-    keep = np.ones(z.shape[0], bool) if degenerate is None else ~np.asarray(degenerate, bool)
-    if ax is None:
-        from matplotlib.figure import Figure
-
-        ax = Figure(figsize=(4, 4)).add_subplot()
-    if labels is None:
-        ax.scatter(z[keep, dims[0]], z[keep, dims[1]], s=size, **scatter_kw)
-    else:
-        labels = np.asarray(labels)
-        dead = keep & (labels < 0)
-        ax.scatter(z[dead, dims[0]], z[dead, dims[1]], s=size, c="0.7", **scatter_kw)
-        live = keep & (labels >= 0)
-        ax.scatter(z[live, dims[0]], z[live, dims[1]], s=size, c=labels[live] % 20, cmap="tab20", vmin=0, vmax=19,
-                   **scatter_kw)
-    if limit is not None:
-        ax.set_xlim(-limit, limit)
-        ax.set_ylim(-limit, limit)
-    ax.set_aspect("equal")
-    ax.set_xlabel(f"$z_{dims[0] + 1}$")
-    ax.set_ylabel(f"$z_{dims[1] + 1}$")
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def plot_kink_panels(panels, *, limit: float | None = None, dims=(0, 1), size: float = 2.0):
-    """One row of kink clouds with a shared range, e.g. the seed's (A) init, (B) lazy end, (C) feature mid,
-    (D) feature end.
-
-    Args:
-        panels: sequence of (title, z) or (title, z, labels) with z (h, d) arrays/tensors.
-        limit: symmetric axis range; default: the 99th percentile of |z| over all panels.
-
-    Returns:
-        the matplotlib Figure (Agg-safe; save with ``fig.savefig``).
-    """
-    from matplotlib.figure import Figure
-
-    panels = [tuple(panel) for panel in panels]
-    if not panels:
-        raise ValueError("panels is empty; give at least one (title, z) pair")
-    clouds = [np.asarray(p[1].detach().cpu() if isinstance(p[1], torch.Tensor) else p[1], float) for p in panels]
-    if limit is None:
-        values = np.concatenate([np.abs(c[:, list(dims)]).ravel() for c in clouds])
-        values = values[np.isfinite(values)]
-        limit = float(np.percentile(values, 99)) * 1.05 if values.size else 1.0
-    fig = Figure(figsize=(3.2 * len(panels), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, panel, cloud in zip(axes, panels, clouds):
-        labels = panel[2] if len(panel) > 2 else None
-        plot_kinks(cloud, ax, labels=labels, dims=dims, title=panel[0], limit=limit, size=size)
-    return fig
-
-
-def plot_field(x, g, *, beta: float = 1.0, b: float = 1.0, scale: float = 1.0, limit: float = 3.0, n: int = 41,
-               ax=None):
-    """Stream plot of :func:`field` on an n x n grid of [-limit, limit]^2 for d = 2 data (the seed's p = 1
-    picture); data points are drawn as crosses, and dashed the circles ||z||^2 = z . x_i where the neurons switch
-    on or off. Returns the Axes (new Agg-safe Figure when ``ax`` is None)."""
-    from matplotlib.patches import Circle
-
-    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
-    g = np.asarray(g.detach().cpu() if isinstance(g, torch.Tensor) else g, dtype=float)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"plot_field draws d = 2 data; x must be (p, 2), got shape {x.shape}")
-    axis = np.linspace(-limit, limit, n)
-    grid_x, grid_y = np.meshgrid(axis, axis)
-    velocity = field(np.stack([grid_x.ravel(), grid_y.ravel()], 1), x, g, beta=beta, b=b, scale=scale)
-    if ax is None:
-        from matplotlib.figure import Figure
-
-        ax = Figure(figsize=(4, 4)).add_subplot()
-    u, v = velocity[:, 0].reshape(n, n), velocity[:, 1].reshape(n, n)
-    ax.streamplot(grid_x, grid_y, u, v, color=np.hypot(u, v), cmap="viridis", density=1.2)
-    for point in x:  # the boundary ||z||^2 = z . x: circle on the diameter [0, x]
-        ax.add_patch(Circle(point / 2, np.linalg.norm(point) / 2, fill=False, ls="--", color="0.5"))
-    ax.scatter(x[:, 0], x[:, 1], marker="x", c="red")
-    ax.set_xlim(-limit, limit)
-    ax.set_ylim(-limit, limit)
-    ax.set_aspect("equal")
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
-    return ax
 
 
 # ---- internals -------------------------------------------------------------------------------------------------

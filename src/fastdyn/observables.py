@@ -16,6 +16,7 @@ import torch
 from scipy.special import digamma
 
 from ._src.arrays import as_tensor, as_tensors, check_finite
+from ._src.optional import require
 
 
 def alignment(K, y, *, center: bool = False):
@@ -136,7 +137,7 @@ def intrinsic_dimension(X, *, fraction: float = 0.9) -> float:
     CDF F(mu_(i)) = i / N of the sorted ratios, fit -log(1 - F) = d log(mu) through the origin on the ``fraction``
     smallest ratios (the largest are noisy) and return d.
     """
-    from sklearn.neighbors import NearestNeighbors
+    neighbors = require("sklearn.neighbors", "experiments", "fastdyn.observables.intrinsic_dimension")
 
     X_t = as_tensor("X", X)
     if X_t.ndim != 2 or X_t.shape[0] < 3:
@@ -145,7 +146,7 @@ def intrinsic_dimension(X, *, fraction: float = 0.9) -> float:
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     points = X_t.detach().cpu().double().numpy()
-    distances, _ = NearestNeighbors(n_neighbors=3).fit(points).kneighbors(points)
+    distances, _ = neighbors.NearestNeighbors(n_neighbors=3).fit(points).kneighbors(points)
     r1, r2 = distances[:, 1], distances[:, 2]
     valid = r1 > 0
     mu = np.sort(r2[valid] / r1[valid])

@@ -13,6 +13,9 @@ import json
 import traceback
 from pathlib import Path
 
+from . import plotting
+from ._src.optional import require
+from ._src.threads import limit_threads
 from .experiments import load, merge_config, parse_value, run_experiment
 
 
@@ -60,14 +63,12 @@ def points(name: str, grid: dict[str, list], *, seeds: int | None = None, quick:
 
 
 def run_point(name: str, directory: str, quick: bool, overrides: dict, threads: int | None = None) -> dict:
-    """Run one point into ``directory`` (on a worker); returns its summary or raises."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    """Run one point into ``directory`` (on a worker) with ``threads`` torch threads (None or 0: the worker's
+    setting); returns its summary or raises."""
     directory = Path(directory)
     try:
-        summary = run_experiment(name, directory, quick=quick, overrides=overrides, progress=False)
+        with limit_threads(threads or 0):
+            summary = run_experiment(name, directory, quick=quick, overrides=overrides, progress=False)
     except Exception:
         (directory / "error.txt").write_text(traceback.format_exc())
         raise
@@ -83,7 +84,8 @@ def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | Non
     Returns ``(table, report)``: a pandas DataFrame with one row per point (swept values, status, flattened
     summary) and ``{"ran": [...], "skipped": [...], "failed": {hash: message}}``.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    distributed = require("dask.distributed", "sweep", "fastdyn.sweep")
+    Client, LocalCluster, as_completed = distributed.Client, distributed.LocalCluster, distributed.as_completed
 
     out = Path(out)
     todo = points(name, grid, seeds=seeds, quick=quick, overrides=overrides)
@@ -113,8 +115,7 @@ def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | Non
                        for point, directory in pending}
             bar = None
             if progress:
-                from tqdm.auto import tqdm
-
+                tqdm = require("tqdm.auto", "experiments", "fastdyn.sweep (progress bars)").tqdm
                 bar = tqdm(total=len(futures), desc=f"sweep {name}", unit="point")
             for future in as_completed(futures):
                 point = futures[future]
@@ -137,7 +138,7 @@ def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | Non
 
 def gather(out: Path, todo: list[dict], report: dict):
     """Collect every point's results into ``results.csv`` (+ parquet) and ``sweep.png``."""
-    import pandas as pd
+    pd = require("pandas", "experiments", "fastdyn.sweep")
 
     rows = []
     for point in todo:
@@ -159,7 +160,7 @@ def gather(out: Path, todo: list[dict], report: dict):
     except ImportError:
         pass
     if todo:
-        _plot(table, list(todo[0]["values"]), out / "sweep.png")
+        _plot(table, list(todo[0]["values"]), out)
     return table
 
 
@@ -173,19 +174,16 @@ def _flatten(summary: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _plot(table, swept: list[str], path: Path) -> None:
-    """Each numeric result (up to 4) against the first swept key, one line per other combination (mean over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
+def _plot(table, swept: list[str], out: Path) -> None:
+    """``out/sweep.png``: each numeric result (up to 4) against the first swept key, one line per other combination
+    (mean over seeds)."""
+    from pandas.api.types import is_numeric_dtype
 
     done = table[table["status"] == "done"] if "status" in table else table
     x_key = next((k for k in swept if k != "seed"), swept[0] if swept else None)
     metrics = [c for c in done.columns if c not in swept and c not in ("hash", "status", "error")
-               and pd.api.types.is_numeric_dtype(done[c])][:4]
-    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4 * max(1, len(metrics)), 3.4), squeeze=False)
+               and is_numeric_dtype(done[c])][:4]
+    fig, axes = plotting.new_figure(max(1, len(metrics)), layout=None)
     if x_key is None or done.empty or not metrics:
         axes[0][0].text(0.5, 0.5, "no finished numeric results", ha="center")
     else:
@@ -198,6 +196,4 @@ def _plot(table, swept: list[str], path: Path) -> None:
             ax.set(xlabel=x_key, title=metric)
             if others:
                 ax.legend(fontsize=7, title=",".join(others))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plotting.save_figure(fig, out, "sweep.png", dpi=100, tight_layout=True)

@@ -1,6 +1,6 @@
 """Plain-torch reference for deep linear network training (autograd on the full weights, no reduction).
 
-The reference of :func:`fastdyn.experiments.deep_linear.train`, which integrates the same flow in a reduced form.
+The reference of :func:`fastdyn.deep_linear.train`, which integrates the same flow in a reduced form.
 """
 from __future__ import annotations
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._src.optional import require
 from ._split import Split, check_sizes, make_split, streams
+
+N_IMAGES = 1797  # in sklearn's digits
 
 TASKS = {
     "parity": "even (+1) vs odd (-1) digits",
@@ -16,7 +19,7 @@ def digits(p: int = 1000, *, d: int = 10, task: str = "parity", p_test: int | No
     """Binary digits task: ``d`` principal components of the 64 pixels, fit on the training images.
 
     Args:
-        p: training images (the 1797 images are shuffled by ``seed`` and split; 1 <= p < 1797).
+        p: training images (the ``N_IMAGES`` images are shuffled by ``seed`` and split; 1 <= p < N_IMAGES).
         d: PCA components (1..64).
         task: "parity" (even vs odd) or "small" (0-4 vs 5-9).
         p_test: test images (default: all the others).
@@ -25,8 +28,8 @@ def digits(p: int = 1000, *, d: int = 10, task: str = "parity", p_test: int | No
 
     ``info`` holds the digit labels ``"digit"`` and ``"digit_test"`` and the explained variance ratio.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.decomposition import PCA
+    load_digits = require("sklearn.datasets", "experiments", "fastdyn.data.digits").load_digits
+    PCA = require("sklearn.decomposition", "experiments", "fastdyn.data.digits").PCA
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")

@@ -8,6 +8,11 @@ An experiment module defines
 * ``run(config: dict, out: pathlib.Path, *, progress: bool = True) -> dict``: does the work, writes NPZ arrays and
   PNG figures into ``out`` and returns the summary (JSON-able scalars, flat or nested one level).
 
+Every ``run`` has the same shape: check the config, run the work inside
+``fastdyn._src.threads.limit_threads(config["threads"])`` when it trains torch models, save arrays, then draw
+with :mod:`fastdyn.plotting` and write each figure with :func:`fastdyn.plotting.save_figure` (which holds the
+drawing lock, so experiments never take it themselves).
+
 :func:`run_experiment` merges overrides into the defaults (unknown keys and wrong types are errors), writes
 ``config.json`` and ``results.json`` beside the experiment's own files, and returns the summary.
 """
@@ -15,14 +20,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-# matplotlib is not thread-safe, and a sweep may run points as threads of one process: hold this while drawing.
-PLOT_LOCK = threading.Lock()
 
 REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",

@@ -1,19 +1,19 @@
 """Shared pieces of the seed-002 experiments (feature vs lazy learning; science.md sections 1-4).
 
 Data sets, the network, one training run with the alpha-trick, the compression ratio Lambda, kernel baselines on
-the same split, power-law fits with an uncertainty, and figure saving. The experiment modules
-(``learning_curves``, ``compression``, ``ntk_pca``, ``intrinsic_dimension``, ``kinks``) are thin scripts over these.
+the same split and power-law fits with an uncertainty. The experiment modules (``learning_curves``,
+``compression``, ``ntk_pca``, ``intrinsic_dimension``, ``kinks``) are thin scripts over these and
+:mod:`fastdyn.plotting`.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import data
+from ..data.digits import N_IMAGES
 from ..kernel_methods import knn_error, svc_error
 from ..models import OneHidden
 from .. import ntk
@@ -24,29 +24,20 @@ DATASETS = ("stripe", "sphere", "digits")
 TRAINING_KEYS = ("max_steps", "max_wall", "max_dout", "max_dgrad")
 
 
-@contextmanager
-def threads(n: int):
-    """Run the block with ``n`` torch CPU threads (0 keeps torch's setting), restoring the setting after. One
-    thread is fastest for the small runs here: a gradient-flow step is well under a millisecond of work, and on a
-    busy machine a second thread mostly waits."""
-    previous = torch.get_num_threads()
-    if n < 0:
-        raise ValueError(f"config 'threads' must be >= 0 (0: torch's setting), got {n}")
-    if n > 0:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def shared_config(quick: bool, *, max_steps: int, max_wall: float) -> dict:
+    """The settings every seed-002 experiment carries: the two regimes' alpha, the training caps (``TRAINING_KEYS``;
+    quick runs: 1000 steps, 60 s) and one torch thread (fastest for these small runs)."""
+    caps = {"max_steps": 1000, "max_wall": 60.0} if quick else {"max_steps": max_steps, "max_wall": max_wall}
+    return {"alpha_feature": 0.01, "alpha_lazy": 1000.0, **caps, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
 
 
 def dataset(name: str, p: int, d: int, *, seed: int, p_test: int) -> data.Split:
     """fp64 torch train/test split of "stripe", "sphere" (x ~ N(0, I_d)) or "digits" (d-PCA of sklearn's 8x8
-    digits, even vs odd; p + p_test <= 1797, the test set is capped to what is left)."""
+    digits, even vs odd; p + p_test <= N_IMAGES = 1797, the test set is capped to what is left)."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
     if name == "digits":
-        return data.digits(p, d=d, task="parity", p_test=min(p_test, 1797 - p), seed=seed, as_torch=True)
+        return data.digits(p, d=d, task="parity", p_test=min(p_test, N_IMAGES - p), seed=seed, as_torch=True)
     return data.GENERATORS[name](p, d, p_test=p_test, seed=seed, as_torch=True)
 
 
@@ -141,17 +132,3 @@ def power_law(p, errors, *, n_boot: int = 1000, seed: int = 0) -> dict:
     else:
         beta_err = math.nan
     return {"beta": float(beta), "beta_err": beta_err, "log_prefactor": float(log_prefactor), "n_points": n_points}
-
-
-def new_figure(columns: int = 1, rows: int = 1, *, width: float = 4.0, height: float = 3.4):
-    """(Figure, 2-D array of Axes) without pyplot (safe in threads and headless runs)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
-    return fig, fig.subplots(rows, columns, squeeze=False)
-
-
-def save_figure(fig, out: Path, name: str) -> str:
-    """Save ``fig`` as ``out/name`` (PNG, 90 dpi keeps files well under 300 KB); returns the file name."""
-    fig.savefig(Path(out) / name, dpi=90)
-    return name

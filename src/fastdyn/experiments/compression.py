@@ -8,19 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PLOT_LOCK, _seed002 as common
+from . import _seed002 as common
+from .. import plotting
+from .._src.threads import limit_threads
 
 DESCRIPTION = "seed 002: compression ratio Lambda over training and vs p (stripe), against sqrt(0.135 p)"
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"d": 5, "ps": [64, 128], "seeds": 1, "h": 100, "p_test": 200, "alpha_feature": 0.01,
-                "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0,
-                "threads": 1}
-    return {"d": 5, "ps": [64, 128, 256, 512, 1024], "seeds": 2, "h": 500, "p_test": 500, "alpha_feature": 0.01,
-            "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5, "max_dgrad": 1.0,
-            "threads": 1}
+    sizes = ({"d": 5, "ps": [64, 128], "seeds": 1, "h": 100, "p_test": 200} if quick else
+             {"d": 5, "ps": [64, 128, 256, 512, 1024], "seeds": 2, "h": 500, "p_test": 500})
+    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=20.0)}
 
 
 def _lambda_observable(model, context) -> float:
@@ -28,7 +26,7 @@ def _lambda_observable(model, context) -> float:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with common.threads(config["threads"]):
+    with limit_threads(config["threads"]):
         return _run(config, out, progress)
 
 
@@ -57,8 +55,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     (out / "curves.json").write_text(json.dumps(curves, default=float))
     (out / "runs.json").write_text(json.dumps(runs, indent=1, default=float))
     growth = common.power_law(ps, 1.0 / final["feature"])  # Lambda ~ p^gamma  <=>  1/Lambda ~ p^-gamma
-    with PLOT_LOCK:
-        _plot(out, ps, final, curves, growth, config)
+    _plot(out, ps, final, curves, growth, config)
     mean = {regime: np.nanmean(values, axis=0) for regime, values in final.items()}
     summary = {"lambda_init": float(1.0 / np.sqrt(config["d"] - 1)), "lambda_exponent_feature": growth["beta"],
                "lambda_exponent_feature_err": growth["beta_err"], "lambda_exponent_theory": 0.5,
@@ -73,11 +70,9 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
 
 
 def _plot(out: Path, ps, final, curves, growth, config) -> None:
-    from matplotlib import colormaps
-
-    fig, axes = common.new_figure(2)
+    fig, axes = plotting.new_figure(2)
     ax = axes[0, 0]
-    colours = colormaps["viridis"](np.linspace(0, 0.9, len(ps)))
+    colours = plotting.viridis_colours(len(ps))
     for curve in curves:
         if curve["seed"]:
             continue
@@ -105,4 +100,4 @@ def _plot(out: Path, ps, final, curves, growth, config) -> None:
     ax.set_ylabel("Lambda at the end of training")
     ax.set_title(f"stripe, d={config['d']}, h={config['h']}")
     ax.legend(fontsize=7)
-    common.save_figure(fig, out, "compression.png")
+    plotting.save_figure(fig, out, "compression.png")

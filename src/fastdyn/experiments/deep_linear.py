@@ -2,40 +2,19 @@
 
 Set-up (science.md section 5): 8 items of a 3-level binary tree, features diffused down the tree with flip
 probability 0.15, one-hot inputs; networks without bias 8 -> 30 -> n_features (one hidden layer), 8 -> 30 -> 30 ->
-n_features (two) and 8 -> n_features (shallow), trained full batch on the mean squared error
-L = 1/(P n_f) sum_mu ||y_mu - W x_mu||^2 (torch's MSELoss: mean over all P n_f entries) from Gaussian weights of
-std gamma / sqrt(n_in + n_out).
-
-Time t is counted in epochs: gradient descent with learning rate lr is the Euler step dt = 1 of the gradient flow
-dW_l/dt = -lr dL/dW_l. With one-hot inputs (Sigma_x = I/P) that flow reads, for the product W = W_L ... W_1,
-    tau dW_l/dt = (W_L..W_{l+1})^T (M - W) (W_{l-1}..W_1)^T,    tau = P n_f / (2 lr),
-with M = Y^T X the least-squares map, M = U diag(s) V^T (s = P x singular values of Sigma_yx). For a mode
-a = u^T W v the balanced, decoupled solution (Saxe et al.) is
-    one hidden layer:  tau da/dt = 2 a (s - a),  a(t) = s e^{2st/tau} / (e^{2st/tau} - 1 + s/a0),
-    any depth D:       tau da/dt = D a^{2 - 2/D} (s - a)    (D = 1: shallow, a(t) = s + (a0 - s) e^{-t/tau}).
-From small random weights the early phase is linear and exact: b = W1 v and c = W2^T u obey tau db/dt = s c,
-tau dc/dt = s b, so a = b.c = |g|^2 e^{2st/tau} - |h|^2 e^{-2st/tau} with g = (b0 + c0)/2, h = (b0 - c0)/2; the
-effective initial strength of the logistic is a0 = |g|^2 (from the initial weights, no fit); for later modes the
-part of g along the hidden vectors of modes learned before decays, hence the orthogonalised a0 of effective_a0.
-Half-learning time t_1/2 = tau/(2s) ln(s/a0 - 1); rise time from 10% to 90% of s, independent of a0,
-tau/(D s^{2-2/D}) int_0.1^0.9 dx / (x^{2-2/D} (1 - x))  (= tau ln 81 / (2s) for D = 2, tau ln 9 for D = 1).
-
-The flow is integrated with classical RK4 (``steps_per_epoch`` steps per epoch) in fp64 with the gradient in closed
-matrix form, exactly reduced to the r-dimensional output subspace the targets span (:class:`ReducedProblem`), so a
-step costs the same for 10^4 features as for 10 (numpy: these matrices are at most 30 x 30; the plain-torch autograd
-reference in ``tests/oracles/deep_linear.py`` checks it). The published protocol (plain gradient descent, lr 100,
-250 epochs) is run beside the flow for comparison.
+n_features (two) and 8 -> n_features (shallow), trained full batch on the mean squared error from Gaussian weights
+of std gamma / sqrt(n_in + n_out). The flow, its exact reduced integration and the theory it is compared with
+(mode strengths, half-learning and rise times, stages) are :mod:`fastdyn.deep_linear`; the published protocol
+(plain gradient descent, lr 100, 250 epochs) is run beside the flow for comparison.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import integrate, signal
 
-from fastdyn.data.hierarchical import HierarchicalData, correlation_svd, hierarchical
+from .. import deep_linear as dl, plotting
+from ..data.hierarchical import correlation_svd, hierarchical
 
 DESCRIPTION = "deep linear networks on hierarchical data: stage-like, sigmoidal mode learning (seed 001, Saxe et al.)"
 
@@ -58,259 +37,6 @@ def config(quick: bool) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------------------------------- dynamics
-@dataclass
-class Trajectory:
-    """What one training run recorded at every step (T = number of steps + 1).
-
-    times (T,) epochs; loss (T,); modes (T, r) a_alpha = u_alpha^T W v_alpha; feature (T, P) the network's output
-    for one chosen feature on every item; hidden (T, P, h) first hidden layer (None for the shallow net);
-    initial: the initial weights (first layer first).
-    """
-
-    times: np.ndarray
-    loss: np.ndarray
-    modes: np.ndarray
-    feature: np.ndarray
-    hidden: np.ndarray | None
-    initial: list
-
-
-def init_weights(widths: list[int], gamma: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """Weights W_l of shape (widths[l+1], widths[l]) drawn from N(0, gamma / sqrt(n_in + n_out)) in fp64."""
-    return [rng.standard_normal((n_out, n_in)) * (gamma / math.sqrt(n_in + n_out))
-            for n_in, n_out in zip(widths[:-1], widths[1:])]
-
-
-def product(weights: list[np.ndarray]) -> np.ndarray:
-    """W_L ... W_1."""
-    total = weights[0]
-    for weight in weights[1:]:
-        total = weight @ total
-    return total
-
-
-@dataclass
-class ReducedProblem:
-    """The gradient flow in the output subspace that the targets span, plus what leaves it (exact).
-
-    With U (n_out, r) an orthonormal basis of the column space of M = Y^T X, the last layer splits as
-    W_L = U A + K with U^T K = 0. The part outside, dK/dt = -rate K C, is K(t) = K(0) Phi(t), so with M = U M_r
-    the flow closes on A (r, h), Phi (h, h) and the lower layers W_1..W_{L-1}, given G0 = K(0)^T K(0):
-        E_r = M_r - A B XX,  C = B XX B^T,  B = W_{L-1}..W_1,  G = Phi^T G0 Phi = K^T K,
-        dA/dt = rate E_r B^T,  dPhi/dt = -rate Phi C,
-        dW_l/dt = rate (W_{L-1}..W_{l+1})^T (A^T E_r - G B XX) (W_{l-1}..W_1)^T.
-    Every matrix is at most max(h, r) x max(h, n_in): the cost no longer depends on n_out (10^4 features). K enters
-    linearly through Phi, so Euler and RK4 steps on this state are the same steps as on the full weights.
-    """
-
-    m_r: np.ndarray      # U^T M, (r, n_in)
-    xx: np.ndarray       # X^T X, (n_in, n_in), invertible
-    rate: float          # 2 lr / (P n_out)
-    loss_min: float      # P n_out times the smallest reachable loss (0 for one-hot inputs)
-    fit: np.ndarray      # M_r XX^{-1}: the least-squares map in the U basis, (r, n_in)
-    g0: np.ndarray       # K(0)^T K(0), (h, h)
-
-    def velocity(self, state: list[np.ndarray]) -> list[np.ndarray]:
-        """d/dt of [W_1, ..., W_{L-1}, A, Phi]."""
-        *lower, a, phi = state
-        below = [np.eye(self.xx.shape[0])]
-        for weight in lower:  # below[l] = W_l ... W_1 (below[0] = identity)
-            below.append(weight @ below[-1])
-        b = below[-1]
-        b_xx = b @ self.xx
-        c = b_xx @ b.T
-        e_r = self.m_r - a @ b_xx
-        back = self.rate * (a.T @ e_r - phi.T @ (self.g0 @ (phi @ b_xx)))
-        velocities = [None] * len(lower)
-        for layer in range(len(lower) - 1, -1, -1):
-            velocities[layer] = back @ below[layer].T
-            back = lower[layer].T @ back
-        return velocities + [self.rate * e_r @ b.T, -self.rate * phi @ c]
-
-    def loss(self, state: list[np.ndarray]) -> float:
-        """P n_out L = loss_min + tr(Z XX Z^T) + tr(G B XX B^T), Z = A B - fit (no cancellation near zero)."""
-        *lower, a, phi = state
-        b = product(lower) if lower else np.eye(self.xx.shape[0])
-        z = a @ b - self.fit
-        k_b = phi @ b       # K B = K(0) Phi B
-        return (self.loss_min + float(np.sum((z @ self.xx) * z))
-                + float(np.sum((self.g0 @ k_b @ self.xx) * k_b)))
-
-
-def train(weights: list[np.ndarray], data: HierarchicalData, *, lr: float, epochs: float, dt: float,
-          method: str, u: np.ndarray, v: np.ndarray, feature: int) -> Trajectory:
-    """Integrate dW/dt = -lr grad L (mean squared error) from ``weights`` for ``epochs`` with step ``dt``.
-
-    weights: [W_1 (h, n_in), ..., W_L (n_out, h)]; u (n_out, r), v (n_in, r): the SVD of M = Y^T X (r = n_in for
-    one-hot inputs). method "rk4": classical Runge-Kutta (gradient flow); "gd": Euler, which with dt = 1 is gradient
-    descent with learning rate lr. Integrated exactly in the reduced form of :class:`ReducedProblem`.
-    """
-    if method not in ("rk4", "gd"):
-        raise ValueError(f"method must be 'rk4' or 'gd', got {method!r}")
-    if not dt > 0 or not epochs >= 0:
-        raise ValueError(f"need dt > 0 and epochs >= 0, got dt={dt!r}, epochs={epochs!r}")
-    x, y = data.inputs, data.targets
-    shapes = [np.shape(w) for w in weights]
-    chained = all(len(a) == 2 for a in shapes) and all(a[0] == b[1] for a, b in zip(shapes[:-1], shapes[1:]))
-    if not shapes or not chained or shapes[0][1] != x.shape[1] or shapes[-1][0] != y.shape[1]:
-        raise ValueError(f"weights must chain ({x.shape[1]} inputs) -> ... -> ({y.shape[1]} outputs) as "
-                         f"[(h1, {x.shape[1]}), (h2, h1), ..., ({y.shape[1]}, hL)], got shapes {shapes}")
-    if not 0 <= feature < y.shape[1]:
-        raise ValueError(f"feature must index one of the {y.shape[1]} features, got {feature}")
-    xx = x.T @ x
-    m = y.T @ x
-    fit = u.T @ m @ np.linalg.inv(xx)
-    residual = y - x @ (u @ fit).T
-    if not np.allclose(u @ (u.T @ m), m, rtol=0, atol=1e-10 * np.abs(m).max()):
-        raise ValueError("u must span the column space of Y^T X (pass all left singular vectors)")
-    initial = [np.array(w, dtype=np.float64) for w in weights]
-    last = initial[-1]
-    outside = last - u @ (u.T @ last)
-    problem = ReducedProblem(m_r=u.T @ m, xx=xx, rate=2.0 * lr / y.size, loss_min=float(np.sum(residual ** 2)),
-                             fit=fit, g0=outside.T @ outside)
-    state = initial[:-1] + [u.T @ last, np.eye(last.shape[1])]
-    n_steps = int(round(epochs / dt))
-    loss, modes, outputs, hidden = [], [], [], []
-
-    def record():
-        *lower, a, phi = state
-        b = product(lower) if lower else np.eye(xx.shape[0])
-        loss.append(problem.loss(state) / y.size)
-        modes.append(np.einsum("ai,ia->a", a @ b, v))
-        outputs.append(x @ (u[feature] @ a @ b + outside[feature] @ phi @ b))
-        if lower:
-            hidden.append(x @ lower[0].T)
-
-    def shifted(base, slopes, scale):
-        return [w + scale * s for w, s in zip(base, slopes)]
-
-    record()
-    for _ in range(n_steps):
-        k1 = problem.velocity(state)
-        if method == "gd":
-            state = shifted(state, k1, dt)
-        else:
-            k2 = problem.velocity(shifted(state, k1, dt / 2))
-            k3 = problem.velocity(shifted(state, k2, dt / 2))
-            k4 = problem.velocity(shifted(state, k3, dt))
-            state = [w + dt / 6 * (p + 2 * q + 2 * r + z) for w, p, q, r, z in zip(state, k1, k2, k3, k4)]
-        record()
-    return Trajectory(times=np.arange(n_steps + 1) * dt, loss=np.array(loss), modes=np.array(modes),
-                      feature=np.array(outputs), hidden=np.array(hidden) if hidden else None, initial=initial)
-
-
-# ----------------------------------------------------------------------------------------------------- theory
-def analytic_strength(t: np.ndarray, s: float, a0: float, tau: float) -> np.ndarray:
-    """One-hidden-layer mode strength a(t) = s e^{2st/tau} / (e^{2st/tau} - 1 + s/a0), computed without overflow."""
-    return s / (1.0 + np.exp(np.log(s / a0 - 1.0) - 2.0 * s * np.asarray(t) / tau))
-
-
-def effective_a0(initial: list, u: np.ndarray, v: np.ndarray, orthogonalise: bool = True) -> np.ndarray:
-    """Initial strength of the growing component of every mode (one hidden layer), modes in decreasing s.
-
-    Plain: |g|^2, g = (W1 v + W2^T u) / 2 (exact while all modes are small). Orthogonalised: once a mode is
-    learned, the part of a later mode's hidden vector g along it decays (rate (s_later - s_learned)/tau < 0),
-    so only the part orthogonal to the earlier modes' vectors keeps growing: a0 = R_kk^2 of g = QR (Gram-Schmidt in
-    the order of s). Our refinement of the decoupled theory, exact when the modes' learning times are far apart.
-    """
-    w1, w2 = initial
-    g = (w1 @ v + w2.T @ u) / 2.0
-    if orthogonalise:
-        return np.diag(np.linalg.qr(g, mode="r")) ** 2
-    return (g ** 2).sum(axis=0)
-
-
-def half_time(s: np.ndarray, a0: np.ndarray, tau: float) -> np.ndarray:
-    """Predicted time at which a(t) = s/2 (one hidden layer): tau/(2s) ln(s/a0 - 1)."""
-    return tau / (2.0 * s) * np.log(s / a0 - 1.0)
-
-
-def rise_time(s: float, tau: float, n_layers: int, low: float = 0.1, high: float = 0.9) -> float:
-    """Balanced-theory time for a mode to grow from low*s to high*s in a net of ``n_layers`` weight matrices."""
-    power = 2.0 - 2.0 / n_layers
-    value, _ = integrate.quad(lambda x: 1.0 / (x ** power * (1.0 - x)), low, high)
-    return tau / (n_layers * s ** power) * value
-
-
-def balanced_strength(t: np.ndarray, s: float, tau: float, n_layers: int, t_anchor: float, a_anchor: float):
-    """Balanced-theory a(t) for any depth, through the point (t_anchor, a_anchor) (integrated numerically)."""
-    power = 2.0 - 2.0 / n_layers
-
-    def rhs(_, x):
-        return n_layers / tau * s ** power * np.abs(x) ** power * (1.0 - x)
-
-    t = np.asarray(t, dtype=np.float64)
-    out = np.full(t.shape, np.nan)
-    for part in (t >= t_anchor, t < t_anchor):
-        times = t[part]
-        if times.size:
-            end = times.max() if times[0] >= t_anchor else times.min()
-            sol = integrate.solve_ivp(rhs, (t_anchor, end), [a_anchor / s], dense_output=True, rtol=1e-10, atol=1e-14)
-            out[part] = s * sol.sol(times)[0]
-    return out
-
-
-def crossing_time(t: np.ndarray, a: np.ndarray, level: float) -> float:
-    """First time a(t) reaches ``level`` (linear interpolation); nan if never."""
-    above = np.flatnonzero(a >= level)
-    if above.size == 0:
-        return float("nan")
-    k = above[0]
-    if k == 0:
-        return float(t[0])
-    return float(t[k - 1] + (level - a[k - 1]) / (a[k] - a[k - 1]) * (t[k] - t[k - 1]))
-
-
-def window_error(t: np.ndarray, measured: np.ndarray, predicted: np.ndarray, s: float,
-                 low: float = 0.1, high: float = 0.9) -> float:
-    """RMS of (measured - predicted) / predicted over the window of times where low s <= measured <= high s."""
-    inside = (measured >= low * s) & (measured <= high * s)
-    if not inside.any():
-        return float("nan")
-    return float(np.sqrt(np.mean(((measured[inside] - predicted[inside]) / predicted[inside]) ** 2)))
-
-
-def stages(t: np.ndarray, loss: np.ndarray, prominence: float = 0.1) -> np.ndarray:
-    """Times of the learning stages: peaks of the log-time loss derivative D(t) = -dL/d(ln t).
-
-    Between two stages D(t) falls to a plateau of the loss; a peak counts if its prominence is at least
-    ``prominence`` times the largest value of D. Exponential decay (a shallow or large-init net) gives one peak.
-    """
-    positive = t > 0
-    rate = -np.gradient(loss[positive], t[positive]) * t[positive]
-    peaks, _ = signal.find_peaks(np.concatenate([[0.0], rate, [0.0]]), prominence=prominence * rate.max())
-    return t[positive][peaks - 1]
-
-
-def mode_table(run: Trajectory, s: np.ndarray, u: np.ndarray, v: np.ndarray, tau: float, n_layers: int) -> list[dict]:
-    """Per mode: s, measured and predicted half-learning and rise times, RMS relative errors of a(t) (window)."""
-    rows = []
-    if n_layers == 2:
-        a0, a0_plain = effective_a0(run.initial, u, v), effective_a0(run.initial, u, v, orthogonalise=False)
-    for k, s_k in enumerate(s):
-        a = run.modes[:, k]
-        t10, t50, t90 = (crossing_time(run.times, a, f * s_k) for f in (0.1, 0.5, 0.9))
-        row = {"s": float(s_k), "t_half": t50, "rise": t90 - t10, "rise_predicted": rise_time(s_k, tau, n_layers)}
-        if n_layers == 2:
-            row["a0"], row["a0_plain"] = float(a0[k]), float(a0_plain[k])
-            row["t_half_predicted"] = float(half_time(s_k, a0[k], tau))
-            row["t_half_predicted_plain"] = float(half_time(s_k, a0_plain[k], tau))
-            row["rms_rel_error"] = window_error(run.times, a, analytic_strength(run.times, s_k, a0[k], tau), s_k)
-            row["rms_rel_error_plain"] = window_error(run.times, a, analytic_strength(run.times, s_k, a0_plain[k],
-                                                                                       tau), s_k)
-        elif n_layers == 1:
-            a_init = float(a[0])
-            row["t_half_predicted"] = tau * math.log((s_k - a_init) / (s_k / 2.0)) if a_init < s_k / 2 else 0.0
-            row["rms_rel_error"] = window_error(run.times, a, s_k + (a_init - s_k) * np.exp(-run.times / tau), s_k)
-        if not math.isnan(t10):  # shape alone: the balanced theory through the measured 10% point
-            predicted = balanced_strength(run.times, s_k, tau, n_layers, t10, 0.1 * s_k)
-            row["rms_rel_error_anchored"] = window_error(run.times, a, predicted, s_k)
-        rows.append(row)
-    return rows
-
-
-# ----------------------------------------------------------------------------------------------------- run
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     out = Path(out)
     log = print if progress else (lambda *args, **kw: None)
@@ -326,37 +52,39 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     widths = [data.n_items, config["hidden"], data.n_features]
     log(f"deep-linear: {data.n_items} items, {data.n_features} features, tau = {tau:g} epochs, s = {np.round(s, 1)}")
 
-    runs: dict[str, Trajectory] = {}
+    runs: dict[str, dl.Trajectory] = {}
     for gamma in config["gammas"]:
-        runs[f"gamma={gamma:g}"] = train(init_weights(widths, gamma, rng), data, lr=lr,
-                                         epochs=config["epochs"], dt=dt, method="rk4", u=u, v=v, feature=feature)
+        runs[f"gamma={gamma:g}"] = dl.train(dl.init_weights(widths, gamma, rng), data, lr=lr, epochs=config["epochs"],
+                                            dt=dt, method="rk4", u=u, v=v, feature=feature)
         log(f"  one hidden layer, gamma={gamma:g}: final loss {runs[f'gamma={gamma:g}'].loss[-1]:.3g}")
     small = f"gamma={config['gammas'][0]:g}"
     if config["gradient_descent"]:
-        runs["gd"] = train(runs[small].initial, data, lr=lr, epochs=config["epochs"],
-                           dt=1.0, method="gd", u=u, v=v, feature=feature)
+        runs["gd"] = dl.train(runs[small].initial, data, lr=lr, epochs=config["epochs"], dt=1.0, method="gd", u=u, v=v,
+                              feature=feature)
     if config["epochs_two_hidden"] > 0:
-        runs["two hidden"] = train(init_weights([widths[0], widths[1], widths[1], widths[2]],
-                                                config["gamma_two_hidden"], rng), data, lr=lr,
-                                   epochs=config["epochs_two_hidden"], dt=dt, method="rk4", u=u, v=v, feature=feature)
-    runs["shallow"] = train(init_weights([widths[0], widths[2]], config["gammas"][0], rng), data, lr=lr,
-                            epochs=config["epochs_shallow"], dt=4 * dt, method="rk4", u=u, v=v, feature=feature)
+        runs["two hidden"] = dl.train(dl.init_weights([widths[0], widths[1], widths[1], widths[2]],
+                                                      config["gamma_two_hidden"], rng), data, lr=lr,
+                                      epochs=config["epochs_two_hidden"], dt=dt, method="rk4", u=u, v=v,
+                                      feature=feature)
+    runs["shallow"] = dl.train(dl.init_weights([widths[0], widths[2]], config["gammas"][0], rng), data, lr=lr,
+                               epochs=config["epochs_shallow"], dt=4 * dt, method="rk4", u=u, v=v, feature=feature)
 
-    tables = {"one hidden": mode_table(runs[small], s, u, v, tau, 2),
-              "shallow": mode_table(runs["shallow"], s, u, v, tau, 1)}
+    tables = {"one hidden": dl.mode_table(runs[small], s, u, v, tau, 2),
+              "shallow": dl.mode_table(runs["shallow"], s, u, v, tau, 1)}
     if "two hidden" in runs:
-        tables["two hidden"] = mode_table(runs["two hidden"], s, u, v, tau, 3)
-    stage_times = {name: stages(r.times, r.loss) for name, r in runs.items()}
+        tables["two hidden"] = dl.mode_table(runs["two hidden"], s, u, v, tau, 3)
+    stage_times = {name: dl.stages(r.times, r.loss) for name, r in runs.items()}
 
     _save_arrays(out, runs, s, u, v, tau)
-    from fastdyn.experiments import _deep_linear_plots as plots  # matplotlib only when figures are drawn
-    plots.modes(out / "modes.png", runs, s, tau, tables["one hidden"], small)
-    plots.loss(out / "loss.png", runs, stage_times)
-    plots.depth(out / "depth.png", runs, s, small)
-    plots.rsm(out / "rsm.png", runs, config["gammas"], data.item_names, stage_times[small], config["epochs"])
-    plots.illusory(out / "illusory.png", runs, small, data, feature, exception, s, u, v, tau,
-                   [row["a0"] for row in tables["one hidden"]])
-    plots.dataset(out / "data.png", data, s, v)
+    plotting.save_figure(plotting.deep_linear_modes(runs, s, tau, tables["one hidden"], small), out, "modes.png")
+    plotting.save_figure(plotting.deep_linear_loss(runs, stage_times), out, "loss.png")
+    plotting.save_figure(plotting.deep_linear_depth(runs, s, small), out, "depth.png")
+    plotting.save_figure(plotting.deep_linear_rsm(runs, config["gammas"], data.item_names, stage_times[small],
+                                                  config["epochs"]), out, "rsm.png")
+    plotting.save_figure(plotting.deep_linear_illusory(runs, small, data, feature, exception, s, u, v, tau,
+                                                       [row["a0"] for row in tables["one hidden"]]),
+                         out, "illusory.png")
+    plotting.save_figure(plotting.deep_linear_data(data, s, v), out, "data.png")
 
     summary = {
         "tau_epochs": tau, "lr": lr, "n_items": data.n_items, "n_features": data.n_features,
@@ -372,12 +100,10 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
         for k, row in enumerate(rows):
             summary[f"{depth_name} mode {k + 1}"] = row
     if "gd" in runs:
-        summary["gd_t_half"] = {f"mode {k + 1}": crossing_time(runs["gd"].times, runs["gd"].modes[:, k], s_k / 2)
+        summary["gd_t_half"] = {f"mode {k + 1}": dl.crossing_time(runs["gd"].times, runs["gd"].modes[:, k], s_k / 2)
                                 for k, s_k in enumerate(s)}
-        # Gradient descent's linear phase grows the balanced component by (1 + s/tau) per step instead of e^{s/tau}.
-        summary["gd_t_half_predicted"] = {
-            f"mode {k + 1}": float(np.log(s_k / row["a0"] - 1.0) / (2.0 * np.log1p(s_k / tau)))
-            for k, (s_k, row) in enumerate(zip(s, tables["one hidden"]))}
+        summary["gd_t_half_predicted"] = {f"mode {k + 1}": float(dl.half_time_gd(s_k, row["a0"], tau))
+                                          for k, (s_k, row) in enumerate(zip(s, tables["one hidden"]))}
     return summary
 
 

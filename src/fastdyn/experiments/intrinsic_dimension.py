@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import PLOT_LOCK, _seed002 as common
+from . import _seed002 as common
+from .. import plotting
+from .._src.threads import limit_threads
 from ..observables import intrinsic_dimension
 
 DESCRIPTION = "seed 002: TwoNN intrinsic dimension of the hidden representation over training (stripe/sphere/digits)"
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "p": 128, "h": 100, "p_test": 300,
-                "seed": 0, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0,
-                "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
-    return {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 500, "p_test": 1000,
-            "seed": 0, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 4000, "max_wall": 15.0,
-            "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "p": 128, "h": 100, "p_test": 300,
+              "seed": 0} if quick else
+             {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 500,
+              "p_test": 1000, "seed": 0})
+    return {**sizes, **common.shared_config(quick, max_steps=4000, max_wall=15.0)}
 
 
 def _representation(model, x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ def _pc1_observable(model, context) -> float:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with common.threads(config["threads"]):
+    with limit_threads(config["threads"]):
         return _run(config, out, progress)
 
 
@@ -80,8 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
                 print(f"[intrinsic-dimension] {name} {regime}: ID {ids[0]:.2f} -> {ids[-1]:.2f} "
                       f"(input {summary[f'{name}_input_id']:.2f}), test_err={result.final.test_err:.3f}", flush=True)
     (out / "curves.json").write_text(json.dumps(curves, default=float))
-    with PLOT_LOCK:
-        _plot(out, curves, clouds, summary, config)
+    _plot(out, curves, clouds, summary, config)
     summary["figures"] = ["intrinsic_dimension.png", "representation_pca.png"]
     return summary
 
@@ -94,7 +93,7 @@ def _top_components(features: torch.Tensor) -> np.ndarray:
 
 
 def _plot(out: Path, curves, clouds, summary, config) -> None:
-    fig, axes = common.new_figure(2)
+    fig, axes = plotting.new_figure(2)
     colours = dict(zip(config["datasets"], ("C0", "C1", "C2")))
     for ax, key, ylabel in zip(axes[0], ("id", "pc1"), ("TwoNN intrinsic dimension", "variance fraction on PC 1")):
         for curve in curves:
@@ -106,12 +105,12 @@ def _plot(out: Path, curves, clouds, summary, config) -> None:
         ax.set_ylabel(ylabel)
         ax.set_title(f"hidden pre-activations, p={config['p']}, h={config['h']}")
         ax.legend(fontsize=7)
-    common.save_figure(fig, out, "intrinsic_dimension.png")
+    plotting.save_figure(fig, out, "intrinsic_dimension.png")
 
-    fig, axes = common.new_figure(len(clouds), width=3.4, height=3.2)
+    fig, axes = plotting.new_figure(len(clouds), width=3.4, height=3.2)
     for ax, (name, (points, labels)) in zip(axes[0], clouds.items()):
         ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="coolwarm", s=3)
         ax.set_title(f"{name}, feature end (ID {summary[f'{name}_feature_id_end']:.1f})")
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
-    common.save_figure(fig, out, "representation_pca.png")
+    plotting.save_figure(fig, out, "representation_pca.png")

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import PLOT_LOCK, _seed002 as common
-from .. import kinks
+from . import _seed002 as common
+from .. import kinks, plotting
+from .._src.threads import limit_threads
 
 DESCRIPTION = "seed 002: kink clouds at four stages (d=2), attractor count vs p and h, the p=1 kink field"
 
@@ -24,19 +25,15 @@ D = 2
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"datasets": ["stripe", "sphere"], "p": 32, "h": 100, "ps_attractors": [8, 32], "hs_attractors": [50, 100],
-                "attractor_dataset": "sphere", "p_test": 200, "seed": 0, "alpha_feature": 0.01,
-                "alpha_lazy": 1000.0, "max_steps": 1000, "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0,
-                "threads": 1}
-    return {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
-            "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0,
-            "alpha_feature": 0.01, "alpha_lazy": 1000.0, "max_steps": 8000, "max_wall": 20.0, "max_dout": 0.5,
-            "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"datasets": ["stripe", "sphere"], "p": 32, "h": 100, "ps_attractors": [8, 32], "hs_attractors": [50, 100],
+              "attractor_dataset": "sphere", "p_test": 200, "seed": 0} if quick else
+             {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
+              "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0})
+    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=20.0)}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with common.threads(config["threads"]):
+    with limit_threads(config["threads"]):
         return _run(config, out, progress)
 
 
@@ -62,17 +59,15 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             summary[f"{name}_{title.split()[0].strip('()')}_attractors"] = groups.n_attractors
         summary[f"{name}_feature_test_err"] = feature.final.test_err
         summary[f"{name}_lazy_test_err"] = lazy.final.test_err
-        with PLOT_LOCK:
-            common.save_figure(kinks.plot_kink_panels(panels), out, f"kinks_{name}.png")
+        plotting.save_figure(plotting.plot_kink_panels(panels), out, f"kinks_{name}.png")
         if progress:
             print(f"[kinks] {name}: attractors " + ", ".join(f"{r['stage']}={r['attractors']}" for r in stage_rows
                                                              if r["dataset"] == name), flush=True)
 
     counts = _attractor_counts(config, progress)
     (out / "attractors.json").write_text(json.dumps({"stages": stage_rows, "counts": counts}, indent=1))
-    with PLOT_LOCK:
-        _plot_counts(out, counts, config)
-        _plot_field(out)
+    _plot_counts(out, counts, config)
+    _plot_field(out)
     by_p = [c for c in counts if c["vary"] == "p"]
     by_h = [c for c in counts if c["vary"] == "h"]
     summary["attractor_exponent_p"] = _slope([c["p"] for c in by_p], [c["attractors"] for c in by_p])
@@ -127,7 +122,7 @@ def _slope(x, y) -> float:
 
 
 def _plot_counts(out: Path, counts, config) -> None:
-    fig, axes = common.new_figure(2)
+    fig, axes = plotting.new_figure(2)
     for ax, vary in zip(axes[0], ("p", "h")):
         rows = [c for c in counts if c["vary"] == vary]
         x = np.array([c[vary] for c in rows], float)
@@ -142,17 +137,17 @@ def _plot_counts(out: Path, counts, config) -> None:
         ax.set_ylabel("number of attractors A")
         ax.set_title(f"{config['attractor_dataset']}, d=2, {'h' if vary == 'p' else 'p'}={fixed}")
         ax.legend(fontsize=7)
-    common.save_figure(fig, out, "attractors.png")
+    plotting.save_figure(fig, out, "attractors.png")
 
 
 def _plot_field(out: Path) -> None:
     """The p = 1 field for a point x = (1.5, 0) of label +1 below its margin (g = -y / p), b > 0 and b < 0."""
     x = torch.tensor([[1.5, 0.0]], dtype=torch.float64)
     g = torch.tensor([-1.0], dtype=torch.float64)
-    fig, axes = common.new_figure(2, width=3.6, height=3.6)
+    fig, axes = plotting.new_figure(2, width=3.6, height=3.6)
     for ax, b in zip(axes[0], (1.0, -1.0)):
-        kinks.plot_field(x, g, beta=1.0, b=b, limit=3.0, n=41, ax=ax)
+        plotting.plot_field(x, g, beta=1.0, b=b, limit=3.0, n=41, ax=ax)
         ax.set_xlim(-3.0, 3.0)
         ax.set_ylim(-3.0, 3.0)
         ax.set_title(f"p=1 field z_dot, beta=1, b={b:+g}")
-    common.save_figure(fig, out, "field_p1.png")
+    plotting.save_figure(fig, out, "field_p1.png")

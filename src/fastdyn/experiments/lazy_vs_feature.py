@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import data, kinks, onehidden, plotting, train
+from ..data.synthetic import STRIPE_BOUNDS
+from ..models import OneHidden
+from .._src.optional import require
+from .._src.threads import limit_threads
+
 DESCRIPTION = "stripe model, OneHidden + hinge + gradient flow at small and large alpha: test error, function, kinks"
+
+DPI = 110
 
 
 def config(quick: bool) -> dict:
@@ -37,40 +45,29 @@ def validate(config: dict) -> None:
         raise ValueError(f"config 'alphas' must be positive numbers, got {config['alphas']}")
     if str(config["device"]).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {config['device']!r} asked for but torch sees no CUDA GPU; use --device cpu")
-    if config["threads"] < 0:
-        raise ValueError(f"config 'threads' must be >= 0 (0: torch's setting), got {config['threads']}")
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"config 'dtype' must be 'float32' or 'float64', got {config['dtype']!r}")
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     validate(config)
-    threads = torch.get_num_threads()
-    if config["threads"] > 0:  # small problems run fastest on one thread (no OpenMP start-up per step)
-        torch.set_num_threads(config["threads"])
-    try:
+    with limit_threads(config["threads"]):
         return _run(config, out, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(config: dict, out: Path, progress: bool) -> dict:
-    import fastdyn
-    from fastdyn import data, kinks
-    from fastdyn import train
-
     device = torch.device(config["device"])
     dtype = getattr(torch, config["dtype"])
     x, y, x_test, y_test = data.stripe(config["p"], config["d"], p_test=config["p_test"], seed=config["seed"],
                                        dtype=config["dtype"], as_torch=True, device=device)
-    init = fastdyn.OneHidden(config["d"], config["h"], dtype=dtype, device=device,
-                             generator=torch.Generator(device=device).manual_seed(config["seed"]))
+    init = OneHidden(config["d"], config["h"], dtype=dtype, device=device,
+                     generator=torch.Generator(device=device).manual_seed(config["seed"]))
     axis = np.linspace(-3, 3, config["grid"])
     plane = torch.zeros(config["grid"] ** 2, config["d"], dtype=dtype, device=device)
     grid_1, grid_2 = np.meshgrid(axis, axis)
     plane[:, 0] = torch.as_tensor(grid_1.ravel(), dtype=dtype)
     plane[:, 1] = torch.as_tensor(grid_2.ravel(), dtype=dtype)
-    f0_plane = fastdyn.onehidden.forward(init, plane, backend=config["backend"])
+    f0_plane = onehidden.forward(init, plane, backend=config["backend"])
 
     summary: dict = {}
     arrays: dict[str, np.ndarray] = {"z_init": kinks.positions(init).detach().cpu().numpy(), "axis": axis}
@@ -98,7 +95,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             "relative_weight_change": weights_moved / weights_init,
             "seconds": round(result.timings["total"], 2),
         }
-        F_plane = alpha * (fastdyn.onehidden.forward(model, plane, backend=config["backend"]) - f0_plane)
+        F_plane = alpha * (onehidden.forward(model, plane, backend=config["backend"]) - f0_plane)
         history = result.history()
         key = f"alpha_{alpha:g}"
         arrays[f"{key}_function"] = F_plane.cpu().numpy().reshape(config["grid"], config["grid"])
@@ -106,10 +103,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
         for name in ("t", "train_err", "test_err", "train_loss", "unsatisfied"):
             arrays[f"{key}_{name}"] = history[name]
     np.savez_compressed(out / "arrays.npz", **arrays)
-    from . import PLOT_LOCK
-
-    with PLOT_LOCK:
-        _figures(config, arrays, out)
+    _figures(config, arrays, out)
     return summary
 
 
@@ -117,8 +111,7 @@ class _Bar:
     """tqdm over training steps (the total is the step limit; the flow usually stops earlier)."""
 
     def __init__(self, desc: str, total: int):
-        from tqdm.auto import tqdm
-
+        tqdm = require("tqdm.auto", "experiments", "fastdyn run lazy-vs-feature (progress bars)").tqdm
         self.bar = tqdm(total=total, desc=desc, leave=False, unit="step")
 
     def update_state(self, state: dict) -> None:
@@ -135,45 +128,34 @@ def _bar(progress: bool, desc: str, total: int):
 
 
 def _figures(config: dict, arrays: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     alphas = config["alphas"]
-    bounds = (-0.3, 1.18549)
-    fig, axes = plt.subplots(1, len(alphas), figsize=(4 * len(alphas), 3.6), squeeze=False)
+    fig, axes = plotting.new_figure(len(alphas), height=3.6, layout=None)
     for ax, alpha in zip(axes[0], alphas):
         F = arrays[f"alpha_{alpha:g}_function"]
         limit = float(np.abs(F).max()) or 1.0
         image = ax.imshow(F, origin="lower", extent=(-3, 3, -3, 3), cmap="RdBu", vmin=-limit, vmax=limit)
         ax.contour(arrays["axis"], arrays["axis"], F, levels=[0], colors="k", linewidths=1)
-        for edge in bounds:
+        for edge in STRIPE_BOUNDS:
             ax.axvline(edge, color="gray", ls=":", lw=1)
         ax.set(title=f"F(x) on the (x1, x2) plane, alpha={alpha:g}", xlabel="x1", ylabel="x2")
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(out / "function.png", dpi=110)
-    plt.close(fig)
+    plotting.save_figure(fig, out, "function.png", dpi=DPI, tight_layout=True)
 
     panels = [("init", arrays["z_init"])] + [(f"alpha={a:g}", arrays[f"alpha_{a:g}_z"]) for a in alphas]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    fig, axes = plotting.new_figure(len(panels), width=3.4, height=3.4, layout=None)
     for ax, (title, z) in zip(axes[0], panels):
         ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.5)
-        for edge in bounds:
+        for edge in STRIPE_BOUNDS:
             ax.axvline(edge, color="gray", ls=":", lw=1)
         ax.set(title=f"kinks, {title}", xlabel="z1", ylabel="z2", xlim=(-4, 4), ylim=(-4, 4), aspect="equal")
-    fig.tight_layout()
-    fig.savefig(out / "kinks.png", dpi=110)
-    plt.close(fig)
+    plotting.save_figure(fig, out, "kinks.png", dpi=DPI, tight_layout=True)
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, axes = plotting.new_figure(width=5, height=3.6, layout=None)
+    ax = axes[0, 0]
     for alpha in alphas:
         t = arrays[f"alpha_{alpha:g}_t"]
         ax.plot(t[1:], arrays[f"alpha_{alpha:g}_test_err"][1:], marker="o", ms=3, label=f"test, alpha={alpha:g}")
         ax.plot(t[1:], arrays[f"alpha_{alpha:g}_train_err"][1:], ls="--", label=f"train, alpha={alpha:g}")
     ax.set(xscale="log", xlabel="t", ylabel="error", title="dynamics")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "dynamics.png", dpi=110)
-    plt.close(fig)
+    plotting.save_figure(fig, out, "dynamics.png", dpi=DPI, tight_layout=True)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PLOT_LOCK, _seed002 as common
+from . import _seed002 as common
+from .. import plotting
+from .._src.threads import limit_threads
 
 DESCRIPTION = "seed 002: test error vs p, feature vs lazy, NTK-SVC and kNN baselines, fitted exponents beta"
 
@@ -22,17 +24,15 @@ LABELS = {"feature": "network, feature", "lazy": "network, lazy", "svc_ntk_init"
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "ps": [64, 128], "seeds": 2, "h": 100,
-                "p_test": 500, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0, "max_steps": 1000,
-                "max_wall": 60.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
-    return {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "ps": [64, 128, 256, 512],
-            "seeds": 3, "h": 500, "p_test": 1000, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0,
-            "max_steps": 8000, "max_wall": 15.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "ps": [64, 128], "seeds": 2, "h": 100,
+              "p_test": 500, "svc_C": 1000.0} if quick else
+             {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "ps": [64, 128, 256, 512],
+              "seeds": 3, "h": 500, "p_test": 1000, "svc_C": 1000.0})
+    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=15.0)}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with common.threads(config["threads"]):
+    with limit_threads(config["threads"]):
         return _run(config, out, progress)
 
 
@@ -67,8 +67,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     (out / "runs.json").write_text(json.dumps(runs, indent=1, default=float))
     fits = {name: {m: common.power_law(ps, errors[name][m]) for m in METHODS} for name in errors}
     theory = common.beta_theory(int(config["d"]))
-    with PLOT_LOCK:
-        _plot(out, ps, errors, fits, theory, config)
+    _plot(out, ps, errors, fits, theory, config)
 
     summary: dict = {"beta_theory_stripe_lazy": theory["lazy"], "beta_theory_stripe_feature": theory["feature"]}
     for name in errors:
@@ -85,7 +84,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
 
 def _plot(out: Path, ps, errors, fits, theory, config) -> None:
     names = list(errors)
-    fig, axes = common.new_figure(len(names))
+    fig, axes = plotting.new_figure(len(names))
     p_line = np.asarray(ps, dtype=float)
     for ax, name in zip(axes[0], names):
         for m, marker in zip(METHODS, "osD^v"):
@@ -107,4 +106,4 @@ def _plot(out: Path, ps, errors, fits, theory, config) -> None:
         d = config["d_digits"] if name == "digits" else config["d"]
         ax.set_title(f"{name}, d={d}, h={config['h']}")
         ax.legend(fontsize=6)
-    common.save_figure(fig, out, "learning_curves.png")
+    plotting.save_figure(fig, out, "learning_curves.png")

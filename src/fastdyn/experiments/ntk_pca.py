@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PLOT_LOCK, _seed002 as common
+from . import _seed002 as common
+from .. import plotting
+from .._src.threads import limit_threads
 from .. import kpca, ntk
 from ..observables import cka, mutual_information
 
@@ -23,13 +25,11 @@ TOP = 10  # eigenvectors whose mutual information with the label is measured (th
 
 
 def config(quick: bool) -> dict:
-    if quick:
-        return {"dataset": "stripe", "d": 5, "p": 128, "ps_svc": [64, 128], "h": 100, "p_test": 300, "seed": 0,
-                "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0, "max_steps": 1000, "max_wall": 60.0,
-                "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
-    return {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 500, "p_test": 1000,
-            "seed": 0, "alpha_feature": 0.01, "alpha_lazy": 1000.0, "svc_C": 1000.0, "max_steps": 3000,
-            "max_wall": 10.0, "max_dout": 0.5, "max_dgrad": 1.0, "threads": 1}
+    sizes = ({"dataset": "stripe", "d": 5, "p": 128, "ps_svc": [64, 128], "h": 100, "p_test": 300, "seed": 0,
+              "svc_C": 1000.0} if quick else
+             {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 500, "p_test": 1000,
+              "seed": 0, "svc_C": 1000.0})
+    return {**sizes, **common.shared_config(quick, max_steps=3000, max_wall=10.0)}
 
 
 def _ntk_observable(model, context):
@@ -37,7 +37,7 @@ def _ntk_observable(model, context):
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with common.threads(config["threads"]):
+    with limit_threads(config["threads"]):
         return _run(config, out, progress)
 
 
@@ -80,8 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
 
     svc_rows = _svc_against_network(config, progress)
     (out / "svc_vs_network.json").write_text(json.dumps(svc_rows, indent=1, default=float))
-    with PLOT_LOCK:
-        _plot(out, spectra, over_time, svc_rows, config)
+    _plot(out, spectra, over_time, svc_rows, config)
     last = svc_rows[-1]
     summary.update({f"svc_p{last['p']}_{k}": last[k] for k in last if k != "p"})
     summary["figures"] = ["ntk_pca_spectrum.png", "ntk_pca_dynamics.png", "ntk_svc_vs_network.png"]
@@ -108,7 +107,7 @@ def _svc_against_network(config: dict, progress: bool) -> list[dict]:
 
 def _plot(out: Path, spectra, over_time, svc_rows, config) -> None:
     titles = {"init": "initial NTK", "feature_end": "end NTK, feature", "lazy_end": "end NTK, lazy"}
-    fig, axes = common.new_figure(3)
+    fig, axes = plotting.new_figure(3)
     for key, spectrum in spectra.items():
         rank = np.arange(1, len(spectrum["eigenvalues"]) + 1)
         axes[0, 0].loglog(rank, spectrum["eigenvalues"], label=titles[key])
@@ -120,9 +119,9 @@ def _plot(out: Path, spectra, over_time, svc_rows, config) -> None:
         ax.legend(fontsize=7)
     axes[0, 1].set_ylim(1e-6, 1.5)
     axes[0, 0].set_title(f"{config['dataset']}, p={config['p']}, d={config['d']}, h={config['h']}")
-    common.save_figure(fig, out, "ntk_pca_spectrum.png")
+    plotting.save_figure(fig, out, "ntk_pca_spectrum.png")
 
-    fig, axes = common.new_figure(3)
+    fig, axes = plotting.new_figure(3)
     for regime, style in (("feature", "-"), ("lazy", ":")):
         t = over_time[regime]["t"]
         keep = t > 0
@@ -140,9 +139,9 @@ def _plot(out: Path, spectra, over_time, svc_rows, config) -> None:
     axes[0, 2].set_xlabel("eigenvector rank r")
     axes[0, 2].set_ylabel("I(phi_r; y) (nats, kNN k=5)")
     axes[0, 2].legend(fontsize=7)
-    common.save_figure(fig, out, "ntk_pca_dynamics.png")
+    plotting.save_figure(fig, out, "ntk_pca_dynamics.png")
 
-    fig, axes = common.new_figure(1)
+    fig, axes = plotting.new_figure(1)
     ax = axes[0, 0]
     ps = [row["p"] for row in svc_rows]
     for key, style in (("network_feature", "o-"), ("svc_ntk_end_feature", "o--"), ("network_lazy", "s-"),
@@ -154,4 +153,4 @@ def _plot(out: Path, spectra, over_time, svc_rows, config) -> None:
     ax.set_ylabel("test error")
     ax.set_title("network vs SVC with its NTK")
     ax.legend(fontsize=7)
-    common.save_figure(fig, out, "ntk_svc_vs_network.png")
+    plotting.save_figure(fig, out, "ntk_svc_vs_network.png")
