@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, signal
 
 from .data.hierarchical import HierarchicalData
 
@@ -222,6 +221,8 @@ def rise_time(s: float, tau: float, n_layers: int, low: float = 0.1, high: float
     """Balanced-theory time for a mode of strength s to grow from low*s to high*s in a net of ``n_layers`` weight
     matrices: tau/(D s^{2-2/D}) int_low^high dx / (x^{2-2/D} (1 - x)), D = ``n_layers``."""
     power = 2.0 - 2.0 / n_layers
+    from scipy import integrate  # scipy.integrate and scipy.signal cost ~2 s at import: loaded when used
+
     value, _ = integrate.quad(lambda x: 1.0 / (x ** power * (1.0 - x)), low, high)
     return tau / (n_layers * s ** power) * value
 
@@ -229,6 +230,8 @@ def rise_time(s: float, tau: float, n_layers: int, low: float = 0.1, high: float
 def balanced_strength(t: np.ndarray, s: float, tau: float, n_layers: int, t_anchor: float, a_anchor: float):
     """Balanced-theory a(t) (T,) at times t (T,) for any depth, through the point (t_anchor, a_anchor): the ODE
     tau da/dt = D a^{2 - 2/D} (s - a) with D = ``n_layers``, integrated numerically both ways from the anchor."""
+    from scipy import integrate
+
     power = 2.0 - 2.0 / n_layers
 
     def rhs(_, x):
@@ -275,6 +278,8 @@ def stages(t: np.ndarray, loss: np.ndarray, prominence: float = 0.1) -> np.ndarr
     """
     positive = t > 0
     rate = -np.gradient(loss[positive], t[positive]) * t[positive]
+    from scipy import signal
+
     peaks, _ = signal.find_peaks(np.concatenate([[0.0], rate, [0.0]]), prominence=prominence * rate.max())
     return t[positive][peaks - 1]
 
