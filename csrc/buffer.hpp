@@ -91,7 +91,7 @@ class Call {
   void check(const char* name, Buffer& buffer, std::initializer_list<const char*> shape, Dtype dtype = Dtype::kFloat) {
     namespace py = pybind11;
     try {
-      buffer.capsule_ = buffer.source_.attr("__dlpack__")();
+      buffer.capsule_ = export_dlpack(buffer.source_);
     } catch (py::error_already_set& error) {
       throw py::type_error(where(name) + "cannot be exported through __dlpack__ (" + std::string(error.what()) + ")");
     }
@@ -136,6 +136,32 @@ class Call {
   }
 
  private:
+  // source.__dlpack__(), the producer's default stream handling (torch: none, the kernels launch on its current
+  // stream). A plain torch.Tensor that needs no gradient goes straight to torch._C._to_dlpack, which is what its
+  // __dlpack__ calls after ~5 us of Python-level checks that do not apply here.
+  static pybind11::object export_dlpack(const pybind11::object& source) {
+    namespace py = pybind11;
+    static PyObject* tensor_type = nullptr;  // torch.Tensor and torch._C._to_dlpack, looked up once, never released
+    static PyObject* to_dlpack = nullptr;
+    static bool looked_up = false;
+    if (!looked_up) {
+      looked_up = true;
+      try {
+        py::object torch = py::module_::import("torch");
+        py::object fast = py::getattr(torch.attr("_C"), "_to_dlpack", py::none());
+        if (!fast.is_none()) {
+          tensor_type = py::object(torch.attr("Tensor")).release().ptr();
+          to_dlpack = fast.release().ptr();
+        }
+      } catch (py::error_already_set&) {  // no torch: every producer takes the __dlpack__ path
+      }
+    }
+    if (to_dlpack != nullptr && Py_TYPE(source.ptr()) == reinterpret_cast<PyTypeObject*>(tensor_type) &&
+        !source.attr("requires_grad").cast<bool>())
+      return py::reinterpret_borrow<py::function>(to_dlpack)(source);
+    return source.attr("__dlpack__")();
+  }
+
   std::string where(const char* name) const { return std::string(kernel_) + ": " + name + " "; }
 
   void check_device(const char* name, DLDevice device) {
