@@ -1,11 +1,12 @@
 // Each kernel source file registers its Python bindings with FASTDYN_BINDINGS(name) { m.def(...); },
-// so adding a kernel family never touches the module files (core_module.cpp, cuda_module.cu).
+// so adding a kernel family never touches the module files (core_module.cpp, cuda_module.cu). Buffers cross the
+// boundary as DLPack arrays checked by fastdyn::Call (buffer.hpp).
 #pragma once
 #include <pybind11/pybind11.h>
 
-#include <cstdint>
-#include <utility>
 #include <vector>
+
+#include "buffer.hpp"
 
 namespace fastdyn {
 
@@ -21,13 +22,6 @@ inline std::vector<Binder>& binders() {
 struct BindingRegistration {
   explicit BindingRegistration(Binder binder) { binders().push_back(binder); }
 };
-
-// Buffers cross the boundary as integer addresses (tensor.data_ptr()); the Python side owns,
-// validates (shape, dtype, device, contiguity) and keeps them alive for the call.
-template <typename T>
-inline T* ptr(std::uintptr_t address) {
-  return reinterpret_cast<T*>(address);
-}
 
 }  // namespace fastdyn
 

@@ -290,7 +290,7 @@ def test_torch_check_matches_compiled_check():
     assert _tile_stats(K[1])[2] == 1.0
     if "cpu" in BACKENDS:
         stats = torch.empty(2, 4, dtype=torch.float64)
-        _backends.module("cpu").kpca_check_f64(K.data_ptr(), 2, n, 0, 0, False, stats.data_ptr(), 1)
+        _backends.module("cpu").kpca_check(K, None, stats, center=False, threads=1)
         assert torch.allclose(stats[0, :3], torch.tensor(expected[0], dtype=torch.float64)) and stats[1, 2] == 1.0
         assert torch.isnan(stats[:, 3]).all()  # no labels, no alignment
 

@@ -26,7 +26,7 @@
 #include "cpu/blas.hpp"
 #include "cpu/lapack.hpp"
 #include "cpu/packed_product.hpp"
-#include "cpu/threads.hpp"
+#include "cpu/parallel.hpp"
 #include "registry.hpp"
 
 namespace fastdyn {
@@ -669,67 +669,103 @@ void check_kernels(const T* k, long batch, long n, const T* labels, long label_r
   }
 }
 
-template <typename T>
-void bind_solvers(pybind11::module_& m, const std::string& suffix) {
-  m.def(
-      ("kpca_check_" + suffix).c_str(),
-      [](std::uintptr_t k, long batch, long n, std::uintptr_t labels, long label_rows, bool centre,
-         std::uintptr_t out, int n_threads) {
-        pybind11::gil_scoped_release release;
-        check_kernels<T>(ptr<const T>(k), batch, n, labels ? ptr<const T>(labels) : nullptr, label_rows, centre,
-                         ptr<double>(out), n_threads);
-      },
-      "Per matrix of K (B, N, N): out (B, 4) float64 = (max|K|, max|K - K^T|, has NaN/Inf, alignment with the "
-      "labels (1 or B, N) of K's dtype, centred when centre; NaN when labels is 0).");
-  m.def(
-      ("kpca_full_" + suffix).c_str(),
-      [](std::uintptr_t k, long batch, long n, long top, bool centre, std::uintptr_t w, std::uintptr_t v,
-         int n_threads) {
-        pybind11::gil_scoped_release release;
-        over_batch(batch, 2.0 * n * n * sizeof(T), n_threads, "kpca full (syevd)", [&](long b) {
-          return solve_full<T>(ptr<const T>(k) + b * n * n, n, top, centre, ptr<T>(w) + b * top,
-                               ptr<T>(v) + b * top * n);
-        });
-      },
-      "Top `top` eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevd: w (B, top), V (B, N, top).");
-  m.def(
-      ("kpca_topk_" + suffix).c_str(),
-      [](std::uintptr_t k, long batch, long n, long top, bool centre, std::uintptr_t w, std::uintptr_t v,
-         int n_threads) {
-        pybind11::gil_scoped_release release;
-        over_batch(batch, 1.0 * (n * n + n * top) * sizeof(T), n_threads, "kpca topk (syevr)", [&](long b) {
-          return solve_topk<T>(ptr<const T>(k) + b * n * n, n, top, centre, ptr<T>(w) + b * top,
-                               ptr<T>(v) + b * top * n);
-        });
-      },
-      "Top `top` eigenpairs of each symmetric K[b] by LAPACK syevr with an index range.");
-  m.def(
-      ("kpca_subspace_" + suffix).c_str(),
-      [](std::uintptr_t k, long batch, long n, long top, long block, long degree, bool centre, double tol,
-         long max_products, bool mixed, std::uint64_t seed, std::uintptr_t w, std::uintptr_t v,
-         std::uintptr_t iterations, int n_threads) {
-        pybind11::gil_scoped_release release;
-        const double work = 4.0 * n * block * sizeof(T) + (mixed ? n * (n + 4.0 * block) * sizeof(float) : 0.0);
-        std::vector<std::unique_ptr<SubspaceWork<T>>> works(static_cast<size_t>(std::max(1, use_threads(n_threads))));
-        over_batch(batch, work, n_threads, "kpca subspace", [&](long b) {
-          auto& mine = works[static_cast<size_t>(omp_get_thread_num())];
-          if (!mine) mine = std::make_unique<SubspaceWork<T>>(n, block, mixed);
-          return solve_subspace<T>(ptr<const T>(k) + b * n * n, n, top, block, degree, centre, tol, max_products,
-                                   mixed, seed + static_cast<std::uint64_t>(b), *mine, ptr<T>(w) + b * top,
-                                   ptr<T>(v) + b * top * n, ptr<int>(iterations) + b);
-        }, mixed && PackedMatrix32::kOwnThreads);
-      },
-      "Top `top` eigenpairs of each PSD K[b] by Chebyshev-filtered subspace iteration on `block` >= top vectors "
-      "(filter `degree`, residual <= tol * |lambda_max|, float32 first when `mixed`); iterations (B,) int32 "
-      "products with K, -1 where it fell back to syevr.");
-}
-
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(kpca) {
+  namespace py = pybind11;
+  using fastdyn::Buffer, fastdyn::Call, fastdyn::Dtype;
   // kpca_check refuses NaN/Inf before any solver runs; LAPACKE's own check would scan every N x N copy again.
   scipy_LAPACKE_set_nancheck(0);
-  fastdyn::bind_solvers<float>(m, "f32");
-  fastdyn::bind_solvers<double>(m, "f64");
+  m.def(
+      "kpca_check",
+      [](Buffer k, std::optional<Buffer> labels, Buffer out, bool centre, int threads) {
+        Call call("kpca_check", fastdyn::kDLCPU);
+        call.check("K", k, {"B", "N", "N"});
+        const bool align = call.check("labels", labels, {"L", "N"});
+        call.check("out", out, {"B", "4"}, Dtype::kFloat64);
+        const long batch = call.size("B"), n = call.size("N"), label_rows = align ? call.size("L") : 0;
+        if (align && label_rows != 1 && label_rows != batch)
+          throw py::value_error("kpca_check: labels must have 1 or B = " + std::to_string(batch) + " rows, got " +
+                                std::to_string(label_rows));
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::check_kernels<T>(k.data<T>(), batch, n, align ? labels->data<T>() : nullptr, label_rows, centre,
+                                    out.data<double>(), threads);
+        });
+      },
+      "Per matrix of K (B, N, N): out (B, 4) float64 = (max|K|, max|K - K^T|, has NaN/Inf, alignment with the "
+      "labels (1 or B, N) of K's dtype, centred when centre; NaN without labels).",
+      py::arg("K"), py::arg("labels"), py::arg("out"), py::kw_only(), py::arg("center"), py::arg("threads"));
+  m.def(
+      "kpca_full",
+      [](Buffer k, Buffer w, Buffer v, bool centre, int threads) {
+        Call call("kpca_full", fastdyn::kDLCPU);
+        call.check("K", k, {"B", "N", "N"});
+        call.check("w", w, {"B", "k"});
+        call.check("V", v, {"B", "N", "k"});
+        const long batch = call.size("B"), n = call.size("N"), top = call.size("k");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::over_batch(batch, 2.0 * n * n * sizeof(T), threads, "kpca full (syevd)", [&](long b) {
+            return fastdyn::solve_full<T>(k.data<T>() + b * n * n, n, top, centre, w.data<T>() + b * top,
+                                          v.data<T>() + b * top * n);
+          });
+        });
+      },
+      "Top k eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevd: w (B, k), V (B, N, k).", py::arg("K"),
+      py::arg("w"), py::arg("V"), py::kw_only(), py::arg("center"), py::arg("threads"));
+  m.def(
+      "kpca_topk",
+      [](Buffer k, Buffer w, Buffer v, bool centre, int threads) {
+        Call call("kpca_topk", fastdyn::kDLCPU);
+        call.check("K", k, {"B", "N", "N"});
+        call.check("w", w, {"B", "k"});
+        call.check("V", v, {"B", "N", "k"});
+        const long batch = call.size("B"), n = call.size("N"), top = call.size("k");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::over_batch(batch, 1.0 * (n * n + n * top) * sizeof(T), threads, "kpca topk (syevr)", [&](long b) {
+            return fastdyn::solve_topk<T>(k.data<T>() + b * n * n, n, top, centre, w.data<T>() + b * top,
+                                          v.data<T>() + b * top * n);
+          });
+        });
+      },
+      "Top k eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevr with an index range: w (B, k), V (B, N, k).",
+      py::arg("K"), py::arg("w"), py::arg("V"), py::kw_only(), py::arg("center"), py::arg("threads"));
+  m.def(
+      "kpca_subspace",
+      [](Buffer k, Buffer w, Buffer v, Buffer iterations, long block, long degree, bool centre, double tol,
+         long max_products, bool mixed, std::uint64_t seed, int threads) {
+        Call call("kpca_subspace", fastdyn::kDLCPU);
+        call.check("K", k, {"B", "N", "N"});
+        call.check("w", w, {"B", "k"});
+        call.check("V", v, {"B", "N", "k"});
+        call.check("iterations", iterations, {"B"}, Dtype::kInt32);
+        const long batch = call.size("B"), n = call.size("N"), top = call.size("k");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          const double work = 4.0 * n * block * sizeof(T) + (mixed ? n * (n + 4.0 * block) * sizeof(float) : 0.0);
+          std::vector<std::unique_ptr<fastdyn::SubspaceWork<T>>> works(
+              static_cast<size_t>(std::max(1, fastdyn::use_threads(threads))));
+          fastdyn::over_batch(batch, work, threads, "kpca subspace", [&](long b) {
+            auto& mine = works[static_cast<size_t>(omp_get_thread_num())];
+            if (!mine) mine = std::make_unique<fastdyn::SubspaceWork<T>>(n, block, mixed);
+            return fastdyn::solve_subspace<T>(k.data<T>() + b * n * n, n, top, block, degree, centre, tol,
+                                              max_products, mixed, seed + static_cast<std::uint64_t>(b), *mine,
+                                              w.data<T>() + b * top, v.data<T>() + b * top * n,
+                                              iterations.data<int>() + b);
+          }, mixed && fastdyn::PackedMatrix32::kOwnThreads);
+        });
+      },
+      "Top k eigenpairs of each PSD K[b] (B, N, N) by Chebyshev-filtered subspace iteration on `block` >= k vectors "
+      "(filter `degree`, residual <= tol * |lambda_max|, float32 first when `mixed`): w (B, k), V (B, N, k); "
+      "iterations (B,) int32 products with K, -1 where it fell back to syevr.",
+      py::arg("K"), py::arg("w"), py::arg("V"), py::arg("iterations"), py::kw_only(), py::arg("block"),
+      py::arg("degree"), py::arg("center"), py::arg("tol"), py::arg("max_products"), py::arg("mixed"), py::arg("seed"),
+      py::arg("threads"));
 }

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "cpu/blas.hpp"
-#include "cpu/threads.hpp"
+#include "cpu/parallel.hpp"
 #include "registry.hpp"
 
 namespace fastdyn {
@@ -154,24 +154,35 @@ void onehidden_relu_ntk(const T* x1, long n1, const T* x2, long n2, const T* ome
   scipy_openblas_set_num_threads(blas_threads);  // as other kernels expect after use_threads
 }
 
-template <typename T>
-void bind_ntk(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x1, long n1, std::uintptr_t x2, long n2, std::uintptr_t omega, std::uintptr_t b,
-         std::uintptr_t beta, long d, long h, double scale, std::uintptr_t out, long tile, int n_threads) {
-        pybind11::gil_scoped_release release;
-        onehidden_relu_ntk<T>(ptr<const T>(x1), n1, x2 ? ptr<const T>(x2) : nullptr, n2, ptr<const T>(omega),
-                              ptr<const T>(b), ptr<const T>(beta), d, h, static_cast<T>(scale), ptr<T>(out), tile,
-                              n_threads);
-      },
-      "Closed-form NTK of a ReLU OneHidden: out (n1, n2); x2 = 0 means Theta(x1, x1) (SYRK, exactly symmetric)");
-}
-
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(ntk) {
-  fastdyn::bind_ntk<float>(m, "onehidden_ntk_f32");
-  fastdyn::bind_ntk<double>(m, "onehidden_ntk_f64");
+  namespace py = pybind11;
+  using fastdyn::Buffer;
+  m.def(
+      "onehidden_ntk",
+      [](Buffer x1, std::optional<Buffer> x2, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, long tile,
+         int threads) {
+        fastdyn::Call call("onehidden_ntk", fastdyn::kDLCPU);
+        call.check("x1", x1, {"n1", "d"});
+        const bool cross = call.check("x2", x2, {"n2", "d"});
+        if (!cross) call.bind("n2", call.size("n1"));
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("beta", beta, {"h"});
+        call.check("out", out, {"n1", "n2"});
+        const long n1 = call.size("n1"), n2 = call.size("n2"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_relu_ntk<T>(x1.data<T>(), n1, cross ? x2->data<T>() : nullptr, n2, omega.data<T>(),
+                                         b.data<T>(), beta.data<T>(), d, h, static_cast<T>(scale), out.data<T>(), tile,
+                                         threads);
+        });
+      },
+      "Closed-form NTK of a ReLU OneHidden: out (n1, n2) = Theta(x1 (n1, d), x2 (n2, d)); x2 = None means "
+      "Theta(x1, x1) (SYRK, exactly symmetric). `tile` neurons per activation tile.",
+      py::arg("x1"), py::arg("x2"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(),
+      py::arg("scale"), py::arg("tile"), py::arg("threads"));
 }

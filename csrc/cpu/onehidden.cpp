@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "cpu/threads.hpp"
+#include "cpu/parallel.hpp"
 #include "registry.hpp"
 
 namespace fastdyn {
@@ -280,57 +280,79 @@ void onehidden_pattern_keys(const T* x, const T* omega, const T* b, std::uint64_
 }
 
 template <typename T>
-void bind_pattern_keys(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t keys, long p, long d, long h,
-         int n_threads) {
-        pybind11::gil_scoped_release release;
-        onehidden_pattern_keys<T>(ptr<const T>(x), ptr<const T>(omega), ptr<const T>(b), ptr<std::uint64_t>(keys), p,
-                                  d, h, static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), n_threads);
-      },
-      "Per-neuron activation-pattern keys (h, 3) uint64: two 64-bit hashes of the bits [pre_n(x_i) > 0] and "
-      "the number of active points");
-}
-
-template <typename T>
-void bind_gradient(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x, std::uintptr_t g, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t beta,
-         std::uintptr_t grad_omega, std::uintptr_t grad_b, std::uintptr_t grad_beta, long p, long d, long h,
-         double scale, int n_threads) {
-        pybind11::gil_scoped_release release;
-        onehidden_gradient<T>(ptr<const T>(x), ptr<const T>(g), ptr<const T>(omega), ptr<const T>(b),
-                              ptr<const T>(beta), ptr<T>(grad_omega), ptr<T>(grad_b), ptr<T>(grad_beta), p, d, h,
-                              static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), static_cast<T>(scale),
-                              n_threads);
-      },
-      "OneHidden ReLU gradient of sum_i g_i f(x_i): writes grad_omega (h, d), grad_b (h,), grad_beta (h,)");
-}
-
-template <typename T>
-void bind_forward(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t beta, std::uintptr_t out, long p,
-         long d, long h, double scale, int n_threads) {
-        pybind11::gil_scoped_release release;
-        onehidden_forward<T>(ptr<const T>(x), ptr<const T>(omega), ptr<const T>(b), ptr<const T>(beta), ptr<T>(out),
-                             p, d, h, static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))),
-                             static_cast<T>(scale), n_threads);
-      },
-      "OneHidden ReLU forward: out (p,) = scale * relu(x omega^T / sqrt(d) + b) beta");
+T inv_sqrt(long d) {
+  return static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
 }
 
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(onehidden) {
-  fastdyn::bind_forward<float>(m, "onehidden_forward_f32");
-  fastdyn::bind_forward<double>(m, "onehidden_forward_f64");
-  fastdyn::bind_gradient<float>(m, "onehidden_gradient_f32");
-  fastdyn::bind_gradient<double>(m, "onehidden_gradient_f64");
-  fastdyn::bind_pattern_keys<float>(m, "onehidden_pattern_keys_f32");
-  fastdyn::bind_pattern_keys<double>(m, "onehidden_pattern_keys_f64");
+  namespace py = pybind11;
+  using fastdyn::Buffer, fastdyn::Call, fastdyn::Dtype, fastdyn::inv_sqrt;
+  m.def(
+      "onehidden_forward",
+      [](Buffer x, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, int threads) {
+        Call call("onehidden_forward", fastdyn::kDLCPU);
+        call.check("x", x, {"p", "d"});
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("beta", beta, {"h"});
+        call.check("out", out, {"p"});
+        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_forward<T>(x.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(), out.data<T>(), p,
+                                        d, h, inv_sqrt<T>(d), static_cast<T>(scale), threads);
+        });
+      },
+      "OneHidden ReLU forward: out (p,) = scale * relu(x omega^T / sqrt(d) + b) beta for x (p, d), omega (h, d), "
+      "b (h,), beta (h,)",
+      py::arg("x"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(), py::arg("scale"),
+      py::arg("threads"));
+  m.def(
+      "onehidden_gradient",
+      [](Buffer x, Buffer g, Buffer omega, Buffer b, Buffer beta, Buffer grad_omega, Buffer grad_b, Buffer grad_beta,
+         double scale, int threads) {
+        Call call("onehidden_gradient", fastdyn::kDLCPU);
+        call.check("x", x, {"p", "d"});
+        call.check("g", g, {"p"});
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("beta", beta, {"h"});
+        call.check("grad_omega", grad_omega, {"h", "d"});
+        call.check("grad_b", grad_b, {"h"});
+        call.check("grad_beta", grad_beta, {"h"});
+        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_gradient<T>(x.data<T>(), g.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(),
+                                         grad_omega.data<T>(), grad_b.data<T>(), grad_beta.data<T>(), p, d, h,
+                                         inv_sqrt<T>(d), static_cast<T>(scale), threads);
+        });
+      },
+      "OneHidden ReLU gradient of sum_i g_i f(x_i), g (p,): writes grad_omega (h, d), grad_b (h,), grad_beta (h,)",
+      py::arg("x"), py::arg("g"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("grad_omega"),
+      py::arg("grad_b"), py::arg("grad_beta"), py::kw_only(), py::arg("scale"), py::arg("threads"));
+  m.def(
+      "onehidden_pattern_keys",
+      [](Buffer x, Buffer omega, Buffer b, Buffer keys, int threads) {
+        Call call("onehidden_pattern_keys", fastdyn::kDLCPU);
+        call.check("x", x, {"p", "d"});
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("keys", keys, {"h", "3"}, Dtype::kUInt64);
+        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_pattern_keys<T>(x.data<T>(), omega.data<T>(), b.data<T>(), keys.data<std::uint64_t>(),
+                                             p, d, h, inv_sqrt<T>(d), threads);
+        });
+      },
+      "Per-neuron activation-pattern keys (h, 3) uint64: two 64-bit hashes of the bits [pre_n(x_i) > 0] and the "
+      "number of active points",
+      py::arg("x"), py::arg("omega"), py::arg("b"), py::arg("keys"), py::kw_only(), py::arg("threads"));
 }

@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <vector>
 
-#include <omp.h>
+#include "cpu/parallel.hpp"
 
 #ifdef __AVX512F__
 #include <immintrin.h>

@@ -7,9 +7,12 @@
 //      one launch. Symmetric (x2 absent): blocks strictly below the diagonal return at once (upper triangle only).
 //      The combine step is the same kernel over X1^T X2 with the epilogue out = s^2 (S1 + (g/d + 1) S2).
 //   3. mirror_kernel: copies the upper triangle into the lower one so the result is exactly symmetric.
-// The caller (fastdyn/ntk.py) allocates every buffer with torch on the current device and stream.
+// The caller allocates the result; the scratch (S2 = the beta*D sums, the activation tiles, X^T) is stream-ordered
+// (DeviceScratch) on the caller's stream.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <optional>
 
 #include "cuda/check.cuh"
 #include "registry.hpp"
@@ -42,6 +45,17 @@ __global__ void relu_tile_kernel(const T* __restrict__ x, long p, long d, const 
   const bool on = pre > T(0);
   at[n * p + i] = on ? pre : T(0);
   bt[n * p + i] = on ? beta[n0 + n] : T(0);
+}
+
+// xt (d x p) = x^T for x (p x d): one thread per output, so the writes (points contiguous) coalesce.
+template <typename T>
+__global__ void transpose_kernel(const T* __restrict__ x, long p, long d, T* __restrict__ xt) {
+  const long total = p * d;
+  for (long e = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += static_cast<long>(gridDim.x) * blockDim.x) {
+    const long k = e / p, i = e % p;
+    xt[e] = x[i * d + k];
+  }
 }
 
 enum class Epilogue { kStore, kAccumulate, kCombine };
@@ -153,39 +167,55 @@ void launch_gemm(const GemmArgs<T>& args, int products, cudaStream_t stream) {
   cuda_check(cudaGetLastError(), "onehidden_ntk gemm launch");
 }
 
-// Buffers (device, caller-owned): x1 (n1 x d), x2 (n2 x d) or 0; xt1 (d x n1), xt2 (d x n2) or 0 (transposed inputs);
-// omega (h x d), b, beta (h,); out, s2 (n1 x n2); at1, bt1 (tile x n1); at2, bt2 (tile x n2) or 0.
+constexpr unsigned kTransposeThreads = 256, kMaxTransposeBlocks = 4096;
+
+// x^T of x (p x d) into new scratch on `stream`.
 template <typename T>
-void onehidden_relu_ntk(const T* x1, long n1, const T* x2, long n2, const T* xt1, const T* xt2, const T* omega,
-                        const T* b, const T* beta, long d, long h, T scale, T* out, T* s2, T* at1, T* bt1, T* at2,
-                        T* bt2, long tile, cudaStream_t stream) {
+void transpose(const T* x, long p, long d, DeviceScratch<T>& xt, cudaStream_t stream) {
+  const unsigned blocks = std::min(blocks_for(p * d, kTransposeThreads), kMaxTransposeBlocks);
+  transpose_kernel<T><<<blocks, kTransposeThreads, 0, stream>>>(x, p, d, xt.get());
+  cuda_check(cudaGetLastError(), "onehidden_ntk transpose launch");
+}
+
+// Device buffers: x1 (n1 x d), x2 (n2 x d) or nullptr for Theta(x1, x1); omega (h x d), b, beta (h,); out (n1 x n2).
+template <typename T>
+void onehidden_relu_ntk(const T* x1, long n1, const T* x2, long n2, const T* omega, const T* b, const T* beta, long d,
+                        long h, T scale, T* out, long tile, cudaStream_t stream) {
   const bool symmetric = x2 == nullptr;
-  if (symmetric) {
-    n2 = n1;
-    at2 = at1;
-    bt2 = bt1;
-    xt2 = xt1;
-  }
+  if (symmetric) n2 = n1;
   if (n1 == 0 || n2 == 0) return;
   tile = std::max(1L, std::min({tile, h, kMaxTile}));
+  const char* what = "onehidden_ntk";
+  const auto count = [](long rows, long cols) { return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols); };
+  DeviceScratch<T> s2(count(n1, n2), stream, what);  // sum_n beta_n^2 D_n D_n'; `out` holds sum_n A_n A_n'
+  DeviceScratch<T> at1(count(tile, n1), stream, what), bt1(count(tile, n1), stream, what);
+  DeviceScratch<T> at2(symmetric ? 0 : count(tile, n2), stream, what), bt2(symmetric ? 0 : count(tile, n2), stream, what);
+  DeviceScratch<T> xt1(count(d, n1), stream, what), xt2(symmetric ? 0 : count(d, n2), stream, what);
+  transpose(x1, n1, d, xt1, stream);
+  if (!symmetric) transpose(x2, n2, d, xt2, stream);
+  T* const act2 = symmetric ? at1.get() : at2.get();
+  T* const beta_d2 = symmetric ? bt1.get() : bt2.get();
+  const T* const x2t = symmetric ? xt1.get() : xt2.get();
   const T inv_sqrt_d = T(1) / std::sqrt(T(d));
   for (long n0 = 0; n0 < h; n0 += tile) {
     const long nt = std::min(tile, h - n0);
     relu_tile_kernel<T><<<dim3(blocks_for(n1, kActThreads), static_cast<unsigned>(nt)), kActThreads, 0, stream>>>(
-        x1, n1, d, omega, b, beta, n0, inv_sqrt_d, at1, bt1);
+        x1, n1, d, omega, b, beta, n0, inv_sqrt_d, at1.get(), bt1.get());
     cuda_check(cudaGetLastError(), "onehidden_ntk activations launch");
     if (!symmetric) {
       relu_tile_kernel<T><<<dim3(blocks_for(n2, kActThreads), static_cast<unsigned>(nt)), kActThreads, 0, stream>>>(
-          x2, n2, d, omega, b, beta, n0, inv_sqrt_d, at2, bt2);
+          x2, n2, d, omega, b, beta, n0, inv_sqrt_d, act2, beta_d2);
       cuda_check(cudaGetLastError(), "onehidden_ntk activations launch");
     }
-    GemmArgs<T> args{{at1, bt1}, {at2, bt2}, {out, s2}, n1, n2, nt, T(1), symmetric, nullptr, T(0)};
+    GemmArgs<T> args{{at1.get(), bt1.get()}, {act2, beta_d2}, {out, s2.get()}, n1, n2, nt, T(1), symmetric,
+                     nullptr, T(0)};
     if (n0 == 0)
       launch_gemm<T, Epilogue::kStore>(args, 2, stream);
     else
       launch_gemm<T, Epilogue::kAccumulate>(args, 2, stream);
   }
-  GemmArgs<T> combine{{xt1, xt1}, {xt2, xt2}, {out, out}, n1, n2, d, T(1) / T(d), symmetric, s2, scale * scale};
+  GemmArgs<T> combine{{xt1.get(), xt1.get()}, {x2t, x2t}, {out, out}, n1, n2, d, T(1) / T(d), symmetric, s2.get(),
+                      scale * scale};
   launch_gemm<T, Epilogue::kCombine>(combine, 1, stream);
   if (symmetric) {
     const unsigned tiles = blocks_for(n1, kMirrorTile);
@@ -194,26 +224,35 @@ void onehidden_relu_ntk(const T* x1, long n1, const T* x2, long n2, const T* xt1
   }
 }
 
-template <typename T>
-void bind_ntk(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x1, long n1, std::uintptr_t x2, long n2, std::uintptr_t xt1, std::uintptr_t xt2,
-         std::uintptr_t omega, std::uintptr_t b, std::uintptr_t beta, long d, long h, double scale, std::uintptr_t out,
-         std::uintptr_t s2, std::uintptr_t at1, std::uintptr_t bt1, std::uintptr_t at2, std::uintptr_t bt2, long tile,
-         std::uintptr_t stream) {
-        onehidden_relu_ntk<T>(ptr<const T>(x1), n1, x2 ? ptr<const T>(x2) : nullptr, n2, ptr<const T>(xt1),
-                              ptr<const T>(xt2), ptr<const T>(omega), ptr<const T>(b), ptr<const T>(beta), d, h,
-                              static_cast<T>(scale), ptr<T>(out), ptr<T>(s2), ptr<T>(at1), ptr<T>(bt1), ptr<T>(at2),
-                              ptr<T>(bt2), tile, as_stream(stream));
-      },
-      "Closed-form NTK of a ReLU OneHidden on the current stream (device pointers); x2 = 0 means Theta(x1, x1)");
-}
-
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(ntk) {
-  fastdyn::bind_ntk<float>(m, "onehidden_ntk_f32");
-  fastdyn::bind_ntk<double>(m, "onehidden_ntk_f64");
+  namespace py = pybind11;
+  using fastdyn::Buffer;
+  m.def(
+      "onehidden_ntk",
+      [](Buffer x1, std::optional<Buffer> x2, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, long tile,
+         std::uintptr_t stream) {
+        fastdyn::Call call("onehidden_ntk", fastdyn::kDLCUDA);
+        call.check("x1", x1, {"n1", "d"});
+        const bool cross = call.check("x2", x2, {"n2", "d"});
+        if (!cross) call.bind("n2", call.size("n1"));
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("beta", beta, {"h"});
+        call.check("out", out, {"n1", "n2"});
+        const long n1 = call.size("n1"), n2 = call.size("n2"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_relu_ntk<T>(x1.data<T>(), n1, cross ? x2->data<T>() : nullptr, n2, omega.data<T>(),
+                                         b.data<T>(), beta.data<T>(), d, h, static_cast<T>(scale), out.data<T>(), tile,
+                                         fastdyn::as_stream(stream));
+        });
+      },
+      "Closed-form NTK of a ReLU OneHidden on `stream`: out (n1, n2) = Theta(x1 (n1, d), x2 (n2, d)); x2 = None "
+      "means Theta(x1, x1), exactly symmetric. `tile` neurons per activation tile.",
+      py::arg("x1"), py::arg("x2"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(),
+      py::arg("scale"), py::arg("tile"), py::arg("stream"));
 }

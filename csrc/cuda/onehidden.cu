@@ -4,6 +4,8 @@
 // point range is split over blockIdx.y when there are too few neurons to fill the GPU, and the partial sums are
 // added with atomics into zeroed outputs. Memory O((h + p) d).
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <stdexcept>
 
 #include "cuda/check.cuh"
@@ -155,56 +157,91 @@ void launch_gradient(const T* x, const T* g, const T* omega, const T* b, const T
   cuda_check(cudaGetLastError(), "onehidden_gradient launch");
 }
 
+// Gradient launch for d: MaxD the smallest register path that holds d, 0 (global-memory rows) above 32.
 template <typename T>
-void bind_gradient(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x, std::uintptr_t g, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t beta,
-         std::uintptr_t grad_omega, std::uintptr_t grad_b, std::uintptr_t grad_beta, long p, long d, long h,
-         double scale, std::uintptr_t stream) {
-        if (h == 0) return;
-        const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
-        auto launch = [&](auto kernel) {
-          kernel(ptr<const T>(x), ptr<const T>(g), ptr<const T>(omega), ptr<const T>(b), ptr<const T>(beta),
-                 ptr<T>(grad_omega), ptr<T>(grad_b), ptr<T>(grad_beta), p, d, h, inv_sqrt_d, static_cast<T>(scale),
-                 as_stream(stream));
-        };
-        if (d <= 8)
-          launch(launch_gradient<T, 8>);
-        else if (d <= 12)
-          launch(launch_gradient<T, 12>);  // d = 10, the seed's inputs, with few idle registers
-        else if (d <= 16)
-          launch(launch_gradient<T, 16>);
-        else if (d <= 32)
-          launch(launch_gradient<T, 32>);
-        else
-          launch(launch_gradient<T, 0>);
-      },
-      "OneHidden ReLU gradient of sum_i g_i f(x_i) on the current stream (device pointers)");
+void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, const T* beta, T* grad_omega, T* grad_b,
+                        T* grad_beta, long p, long d, long h, T inv_sqrt_d, T scale, cudaStream_t stream) {
+  if (h == 0) return;
+  auto launch = [&](auto kernel) {
+    kernel(x, g, omega, b, beta, grad_omega, grad_b, grad_beta, p, d, h, inv_sqrt_d, scale, stream);
+  };
+  if (d <= 8)
+    launch(launch_gradient<T, 8>);
+  else if (d <= 12)
+    launch(launch_gradient<T, 12>);  // d = 10, the seed's inputs, with few idle registers
+  else if (d <= 16)
+    launch(launch_gradient<T, 16>);
+  else if (d <= 32)
+    launch(launch_gradient<T, 32>);
+  else
+    launch(launch_gradient<T, 0>);
 }
 
 template <typename T>
-void bind_forward(pybind11::module_& m, const char* name) {
-  m.def(
-      name,
-      [](std::uintptr_t x, std::uintptr_t omega, std::uintptr_t b, std::uintptr_t beta, std::uintptr_t out, long p,
-         long d, long h, double scale, std::uintptr_t stream) {
-        if (p == 0) return;
-        const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
-        onehidden_forward_kernel<T><<<static_cast<unsigned>(p), kThreads, 0, as_stream(stream)>>>(
-            ptr<const T>(x), ptr<const T>(omega), ptr<const T>(b), ptr<const T>(beta), ptr<T>(out), d, h,
-            inv_sqrt_d, static_cast<T>(scale));
-        cuda_check(cudaGetLastError(), "onehidden_forward launch");
-      },
-      "OneHidden ReLU forward on the current stream (device pointers)");
+void onehidden_forward(const T* x, const T* omega, const T* b, const T* beta, T* out, long p, long d, long h,
+                       T inv_sqrt_d, T scale, cudaStream_t stream) {
+  if (p == 0) return;
+  onehidden_forward_kernel<T><<<static_cast<unsigned>(p), kThreads, 0, stream>>>(x, omega, b, beta, out, d, h,
+                                                                                 inv_sqrt_d, scale);
+  cuda_check(cudaGetLastError(), "onehidden_forward launch");
+}
+
+template <typename T>
+T inv_sqrt(long d) {
+  return static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
 }
 
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(onehidden) {
-  fastdyn::bind_forward<float>(m, "onehidden_forward_f32");
-  fastdyn::bind_forward<double>(m, "onehidden_forward_f64");
-  fastdyn::bind_gradient<float>(m, "onehidden_gradient_f32");
-  fastdyn::bind_gradient<double>(m, "onehidden_gradient_f64");
+  namespace py = pybind11;
+  using fastdyn::Buffer, fastdyn::Call, fastdyn::as_stream, fastdyn::inv_sqrt;
+  m.def(
+      "onehidden_forward",
+      [](Buffer x, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, std::uintptr_t stream) {
+        Call call("onehidden_forward", fastdyn::kDLCUDA);
+        call.check("x", x, {"p", "d"});
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("beta", beta, {"h"});
+        call.check("out", out, {"p"});
+        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_forward<T>(x.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(), out.data<T>(), p,
+                                        d, h, inv_sqrt<T>(d), static_cast<T>(scale), as_stream(stream));
+        });
+      },
+      "OneHidden ReLU forward on `stream`: out (p,) = scale * relu(x omega^T / sqrt(d) + b) beta for x (p, d), "
+      "omega (h, d), b (h,), beta (h,)",
+      py::arg("x"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(), py::arg("scale"),
+      py::arg("stream"));
+  m.def(
+      "onehidden_gradient",
+      [](Buffer x, Buffer g, Buffer omega, Buffer b, Buffer beta, Buffer grad_omega, Buffer grad_b, Buffer grad_beta,
+         double scale, std::uintptr_t stream) {
+        Call call("onehidden_gradient", fastdyn::kDLCUDA);
+        call.check("x", x, {"p", "d"});
+        call.check("g", g, {"p"});
+        call.check("omega", omega, {"h", "d"});
+        call.check("b", b, {"h"});
+        call.check("beta", beta, {"h"});
+        call.check("grad_omega", grad_omega, {"h", "d"});
+        call.check("grad_b", grad_b, {"h"});
+        call.check("grad_beta", grad_beta, {"h"});
+        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::onehidden_gradient<T>(x.data<T>(), g.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(),
+                                         grad_omega.data<T>(), grad_b.data<T>(), grad_beta.data<T>(), p, d, h,
+                                         inv_sqrt<T>(d), static_cast<T>(scale), as_stream(stream));
+        });
+      },
+      "OneHidden ReLU gradient of sum_i g_i f(x_i), g (p,), on `stream`: writes grad_omega (h, d), grad_b (h,), "
+      "grad_beta (h,)",
+      py::arg("x"), py::arg("g"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("grad_omega"),
+      py::arg("grad_b"), py::arg("grad_beta"), py::kw_only(), py::arg("scale"), py::arg("stream"));
 }

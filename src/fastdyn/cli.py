@@ -38,6 +38,23 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _print_core_build() -> None:
+    """How fastdyn._core was compiled: OpenMP or serial kernels, native CPU tuning or portable code."""
+    from ._src.backends import module
+
+    info = module("cpu").build_info()
+    if info["openmp"]:
+        print(f"openmp: on (version {info['openmp']}, {info['threads']} threads by default)")
+    else:
+        print("openmp: off (the compiler had no OpenMP: the cpu kernels run serially)")
+    if info["native"]:
+        print("native: on (-march=native, FASTDYN_NATIVE=ON: tuned for the CPU that built it; a wheel built so "
+              "runs on that kind of CPU only, build with FASTDYN_NATIVE=OFF for a portable one)")
+    else:
+        print("native: off (portable code, FASTDYN_NATIVE=OFF)")
+    print(f"compiler: {info['compiler']}; blas: {info['blas']}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastdyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +97,8 @@ def _dispatch(args) -> int:
 
         print("backends:", fastdyn.available_backends(verbose=True))
         print("build:", fastdyn.build_status())
+        if "cpu" in fastdyn.available_backends():
+            _print_core_build()
         return 0
 
     from .experiments import REGISTRY, load

@@ -124,18 +124,3 @@ def match_parameters(what: str, params: dict[str, torch.Tensor], like: ArrayKind
         check_finite(f"{what}.{name}", tensor)
         out.append(tensor.detach().contiguous())
     return out
-
-
-def address(tensor: torch.Tensor) -> int:
-    """The data pointer handed to compiled kernels (the tensor must stay alive during the call)."""
-    return tensor.data_ptr()
-
-
-def cuda_stream(device: torch.device) -> int:
-    """torch's current CUDA stream on ``device``, as an integer handle for compiled kernels."""
-    return torch.cuda.current_stream(device).cuda_stream
-
-
-def suffix(dtype: torch.dtype) -> str:
-    """Name suffix of a compiled kernel for ``dtype``: "f32" or "f64"."""
-    return "f64" if dtype == torch.float64 else "f32"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from ..arrays import address, suffix
 from ..backends import module
 from ..registry import register
 
@@ -15,11 +14,8 @@ _MIXED_COPY_BYTES = 1 << 30  # float32 copies of K the mixed-precision solver ma
 @register("kpca.check", "cpu")
 def check(K, labels, *, center):
     """One compiled tiled pass per matrix: statistics and alignment, without copying K."""
-    batch, n = K.shape[0], K.shape[-1]
-    stats = torch.empty(batch, 4, dtype=torch.float64)
-    getattr(module("cpu"), f"kpca_check_{suffix(K.dtype)}")(
-        address(K), batch, n, 0 if labels is None else address(labels), 0 if labels is None else labels.shape[0],
-        center, address(stats), torch.get_num_threads())
+    stats = torch.empty(K.shape[0], 4, dtype=torch.float64)
+    module("cpu").kpca_check(K, labels, stats, center=center, threads=torch.get_num_threads())
     return stats[:, :3], None if labels is None else stats[:, 3].to(K.dtype)
 
 
@@ -28,8 +24,7 @@ def _direct(solver: str):
         batch, n = K.shape[0], K.shape[-1]
         values = torch.empty(batch, k, dtype=K.dtype)
         vectors = torch.empty(batch, n, k, dtype=K.dtype)  # columns signed by the C++ side
-        getattr(module("cpu"), f"kpca_{solver}_{suffix(K.dtype)}")(
-            address(K), batch, n, k, center, address(values), address(vectors), torch.get_num_threads())
+        getattr(module("cpu"), f"kpca_{solver}")(K, values, vectors, center=center, threads=torch.get_num_threads())
         return values, vectors, torch.zeros(batch, dtype=torch.int32)
 
     solve.__name__ = solve.__qualname__ = solver
@@ -49,9 +44,9 @@ def subspace(K, *, k, center, tol, mixed_precision, seed):
     vectors = torch.empty(batch, n, k, dtype=K.dtype)
     iterations = torch.zeros(batch, dtype=torch.int32)
     mixed = use_mixed(mixed_precision, K.dtype, batch, n)
-    getattr(module("cpu"), f"kpca_subspace_{suffix(K.dtype)}")(
-        address(K), batch, n, k, subspace_block(k, n), _FILTER_DEGREE, center, tol, _MAX_PRODUCTS, mixed, seed,
-        address(values), address(vectors), address(iterations), torch.get_num_threads())
+    module("cpu").kpca_subspace(K, values, vectors, iterations, block=subspace_block(k, n), degree=_FILTER_DEGREE,
+                                center=center, tol=tol, max_products=_MAX_PRODUCTS, mixed=mixed, seed=seed,
+                                threads=torch.get_num_threads())
     return values, vectors, iterations
 
 

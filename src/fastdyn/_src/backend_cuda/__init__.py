@@ -1,6 +1,16 @@
 """The "cuda" backend: thin wrappers over fastdyn's own CUDA kernels (``fastdyn._cuda``).
 
-Every buffer comes from torch's caching allocator on the inputs' device, and kernels run on torch's current
-stream there, so results are ordered with the caller's torch work. The extension is loaded at the first call.
+The wrappers allocate the outputs with torch on the inputs' device and pass the tensors themselves (the bindings
+read them through DLPack and check them) with ``stream=current_stream(device)``: kernels run on torch's current
+stream there, so results are ordered with the caller's torch work; kernel scratch is stream-ordered on that stream.
+The extension is loaded at the first call.
 """
-from . import ntk, onehidden  # noqa: F401  (registrations)
+import torch
+
+
+def current_stream(device: torch.device) -> int:
+    """torch's current CUDA stream on ``device``, as the integer handle the kernels launch on."""
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+from . import losses, ntk, onehidden  # noqa: E402,F401  (registrations; they use current_stream)

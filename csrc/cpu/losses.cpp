@@ -1,0 +1,60 @@
+// Output derivative of the alpha-trick hinge loss (fastdyn training, registry operation "loss.hinge_gradient"):
+//   F = alpha (f - f0),  L = sum_i relu(1 - F_i y_i) / (p alpha^2),  g_i = dL/df_i = -y_i [F_i y_i < 1] / (p alpha)
+// for f, f0, y (p,). The margin is computed in T, the loss summed in double; result (2,) float64 = (L, #unsatisfied).
+#include <cstdint>
+
+#include "cpu/parallel.hpp"
+#include "registry.hpp"
+
+namespace fastdyn {
+namespace {
+
+constexpr long kSerialPoints = 1L << 15;  // below this many points one thread beats the fork/join
+
+template <typename T>
+void hinge_gradient(const T* f, const T* f0, const T* y, T* g, long p, double alpha, double* result, int n_threads) {
+  use_threads(n_threads);
+  const T alpha_t = static_cast<T>(alpha);
+  const T scale = static_cast<T>(1.0 / (static_cast<double>(p) * alpha));
+  double total = 0.0;
+  std::int64_t unsatisfied = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total, unsatisfied) if (p >= kSerialPoints)
+  for (long i = 0; i < p; ++i) {
+    const T margin = alpha_t * (f[i] - f0[i]) * y[i];
+    const bool below = margin < T(1);
+    g[i] = below ? -y[i] * scale : T(0);
+    total += below ? 1.0 - static_cast<double>(margin) : 0.0;
+    unsatisfied += below ? 1 : 0;
+  }
+  result[0] = total / (static_cast<double>(p) * alpha * alpha);
+  result[1] = static_cast<double>(unsatisfied);
+}
+
+}  // namespace
+}  // namespace fastdyn
+
+FASTDYN_BINDINGS(losses) {
+  namespace py = pybind11;
+  using fastdyn::Buffer;
+  m.def(
+      "hinge_gradient",
+      [](Buffer f, Buffer f0, Buffer y, Buffer g, Buffer result, double alpha, int threads) {
+        fastdyn::Call call("hinge_gradient", fastdyn::kDLCPU);
+        call.check("f", f, {"p"});
+        call.check("f0", f0, {"p"});
+        call.check("y", y, {"p"});
+        call.check("g", g, {"p"});
+        call.check("result", result, {"2"}, fastdyn::Dtype::kFloat64);
+        const long p = call.size("p");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          fastdyn::hinge_gradient<T>(f.data<T>(), f0.data<T>(), y.data<T>(), g.data<T>(), p, alpha,
+                                     result.data<double>(), threads);
+        });
+      },
+      "Hinge loss of F = alpha (f - f0) against y, all (p,): g (p,) = dL/df, result (2,) float64 = (L, number of "
+      "points with F y < 1), L = sum_i relu(1 - F_i y_i) / (p alpha^2).",
+      py::arg("f"), py::arg("f0"), py::arg("y"), py::arg("g"), py::arg("result"), py::kw_only(), py::arg("alpha"),
+      py::arg("threads"));
+}
