@@ -28,13 +28,13 @@ __device__ void block_sum(double* values, double value) {
 // partials[2 blockIdx.x] = sum of 1 - F y over the block's unsatisfied points, partials[2 blockIdx.x + 1] = their count.
 template <typename T>
 __global__ void hinge_gradient_kernel(const T* __restrict__ f, const T* __restrict__ f0, const T* __restrict__ y,
-                                      T* __restrict__ g, long p, T alpha, T scale, double* __restrict__ partials) {
+                                      T* __restrict__ g, long p, T alpha, T denominator, double* __restrict__ partials) {
   double total = 0.0, unsatisfied = 0.0;
   for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < p;
        i += static_cast<long>(gridDim.x) * blockDim.x) {
     const T margin = alpha * (f[i] - f0[i]) * y[i];
     const bool below = margin < T(1);
-    g[i] = below ? -y[i] * scale : T(0);
+    g[i] = -y[i] * T(below) / denominator;  // the bits of train's -y * mask / (p alpha), -0.0 included
     total += below ? 1.0 - static_cast<double>(margin) : 0.0;
     unsatisfied += below ? 1.0 : 0.0;
   }
@@ -68,7 +68,7 @@ void hinge_gradient(const T* f, const T* f0, const T* y, T* g, long p, double al
   const unsigned blocks = std::max(1u, std::min(blocks_for(p, kThreads), kMaxBlocks));
   DeviceScratch<double> partials(2 * static_cast<std::size_t>(blocks), stream, "hinge_gradient");
   hinge_gradient_kernel<T><<<blocks, kThreads, 0, stream>>>(f, f0, y, g, p, static_cast<T>(alpha),
-                                                            static_cast<T>(1.0 / (static_cast<double>(p) * alpha)),
+                                                            static_cast<T>(static_cast<double>(p) * alpha),
                                                             partials.get());
   cuda_check(cudaGetLastError(), "hinge_gradient launch");
   hinge_total_kernel<<<1, kThreads, 0, stream>>>(partials.get(), blocks,
