@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._src.arrays import as_tensors, check_matrix, check_vector, match_parameters
+from ._src.arrays import as_tensors, check_matrix, check_vector, match_parameters, onehidden_parameters
 from ._src.registry import dispatch
 from .models import OneHidden
-from .onehidden import parameters
 
 __all__ = ["positions", "velocities", "field", "attractors", "Attractors"]
 
@@ -76,7 +75,7 @@ def velocities(model: OneHidden, x, g, *, backend: str = "auto", eps: float = 0.
     (x_t, g_t), kind = as_tensors(x=x, g=g)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
     check_vector("g", g_t, x_t.shape[0])
-    omega, b, beta = parameters(model, kind)
+    omega, b, beta = onehidden_parameters(model, kind)
     _, kernel = dispatch("onehidden.gradient", backend, kind.device, what="kinks.velocities")
     grad_omega, grad_b, grad_beta = kernel(x_t, g_t, omega, b, beta, scale=model.output_scale)
     omega_dot, b_dot, beta_dot = grad_omega.neg_(), grad_b.neg_(), grad_beta.neg_()

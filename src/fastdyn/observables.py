@@ -16,6 +16,7 @@ import torch
 from scipy.special import digamma
 
 from ._src.arrays import as_tensor, as_tensors, check_finite
+from ._src import gram
 from ._src.optional import require
 
 
@@ -33,7 +34,7 @@ def alignment(K, y, *, center: bool = False):
     (K_t,), kind = as_tensors(K=K)
     K3 = _kernels("K", K_t)
     labels = _labels(y, K3)
-    value = _alignment(K3, labels, center)
+    value = gram.alignment(K3, labels, center)
     return _scalar_or_batch(kind, value, K_t.ndim == 3)
 
 
@@ -52,8 +53,8 @@ def cka(K1, K2):
         _kernels(name, K)
     if K1_t.shape[-1] != K2_t.shape[-1]:
         raise ValueError(f"K1 and K2 must be kernels on the same N points, got {tuple(K1_t.shape)} and {tuple(K2_t.shape)}")
-    cross = _centred_inner(K1_t, K2_t)
-    value = cross / torch.sqrt(_centred_inner(K1_t, K1_t) * _centred_inner(K2_t, K2_t))
+    cross = gram.centred_inner(K1_t, K2_t)
+    value = cross / torch.sqrt(gram.centred_inner(K1_t, K1_t) * gram.centred_inner(K2_t, K2_t))
     return _scalar_or_batch(kind, value, value.ndim > 0)
 
 
@@ -216,26 +217,6 @@ def _labels(y, K3: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"y must have shape ({n},) or ({K3.shape[0]}, {n}) to match K, got {tuple(labels.shape)}")
     check_finite("y", labels)
     return labels.reshape(-1, n)
-
-
-def _alignment(K3: torch.Tensor, labels: torch.Tensor, center: bool) -> torch.Tensor:
-    """y^T K y / (||y||^2 ||K||_F) for K3 (B, N, N) and labels (1 or B, N); centred without copying K."""
-    if center:
-        labels = labels - labels.mean(dim=-1, keepdim=True)
-    norm2 = (labels * labels).sum(dim=-1)
-    if bool((norm2 == 0).any()):
-        raise ValueError("y is zero (or constant, with centring); alignment needs a non-trivial label vector")
-    quad = (labels.unsqueeze(-2) @ K3 @ labels.unsqueeze(-1))[..., 0, 0]
-    frob2 = _centred_inner(K3, K3) if center else torch.linalg.vector_norm(K3, dim=(-2, -1)) ** 2
-    return quad / (norm2 * torch.sqrt(frob2))
-
-
-def _centred_inner(K1: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
-    """<H K1 H, H K2 H>_F = <K1, K2>_F - (2/N) r1.r2 + s1 s2 / N^2 (r row sums, s total sums; K symmetric)."""
-    n = K1.shape[-1]
-    r1, r2 = K1.sum(dim=-1), K2.sum(dim=-1)
-    inner = torch.einsum("...ij,...ij->...", K1, K2)
-    return inner - 2.0 / n * (r1 * r2).sum(dim=-1) + r1.sum(dim=-1) * r2.sum(dim=-1) / n**2
 
 
 def _scalar_or_batch(kind, value: torch.Tensor, batched: bool):

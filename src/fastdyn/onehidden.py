@@ -10,23 +10,11 @@ C++/OpenMP, CUDA, Numba or plain torch, never forming a points x neurons matrix 
 """
 from __future__ import annotations
 
-import torch
-
-from ._src.arrays import as_tensors, check_matrix, check_vector, match_parameters
+from ._src.arrays import as_tensors, check_matrix, check_vector, onehidden_parameters
 from ._src.registry import dispatch
 from .models import OneHidden
 
 __all__ = ["forward", "gradient"]
-
-
-def parameters(model: OneHidden, like) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(omega, b, beta) of a ReLU OneHidden, detached and checked against the inputs' dtype and device."""
-    if not isinstance(model, OneHidden):
-        raise TypeError(f"model must be a fastdyn.models.OneHidden, got {type(model).__name__}")
-    if model.act != "relu":
-        raise ValueError(f"the fused kernels cover act='relu' only, got model.act={model.act!r}")
-    omega, b, beta = match_parameters("model", {"omega": model.omega, "b": model.b, "beta": model.beta}, like)
-    return omega, b, beta
 
 
 def forward(model: OneHidden, x, *, backend: str = "auto"):
@@ -42,7 +30,7 @@ def forward(model: OneHidden, x, *, backend: str = "auto"):
     """
     (x_t,), kind = as_tensors(x=x)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
-    omega, b, beta = parameters(model, kind)
+    omega, b, beta = onehidden_parameters(model, kind)
     _, kernel = dispatch("onehidden.forward", backend, kind.device, what="fused.forward")
     return kind.restore(kernel(x_t, omega, b, beta, scale=model.output_scale))
 
@@ -68,6 +56,6 @@ def gradient(model: OneHidden, x, g, *, backend: str = "auto"):
     (x_t, g_t), kind = as_tensors(x=x, g=g)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
     check_vector("g", g_t, x_t.shape[0])
-    omega, b, beta = parameters(model, kind)
+    omega, b, beta = onehidden_parameters(model, kind)
     _, kernel = dispatch("onehidden.gradient", backend, kind.device, what="fused.gradient")
     return kind.restore(kernel(x_t, g_t, omega, b, beta, scale=model.output_scale))

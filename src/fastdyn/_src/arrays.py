@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models import OneHidden
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
@@ -124,3 +126,13 @@ def match_parameters(what: str, params: dict[str, torch.Tensor], like: ArrayKind
         check_finite(f"{what}.{name}", tensor)
         out.append(tensor.detach().contiguous())
     return out
+
+
+def onehidden_parameters(model: OneHidden, like) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(omega, b, beta) of a ReLU OneHidden, detached and checked against the inputs' dtype and device."""
+    if not isinstance(model, OneHidden):
+        raise TypeError(f"model must be a fastdyn.models.OneHidden, got {type(model).__name__}")
+    if model.act != "relu":
+        raise ValueError(f"the fused kernels cover act='relu' only, got model.act={model.act!r}")
+    omega, b, beta = match_parameters("model", {"omega": model.omega, "b": model.b, "beta": model.beta}, like)
+    return omega, b, beta

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ...observables import _alignment
+from ..gram import alignment
 from ..registry import register
 
 _MAX_ITER = 100  # subspace iteration steps
@@ -99,7 +99,7 @@ def subspace_signed(K, *, k, center, tol, mixed_precision, seed):
 def check(K, labels, *, center):
     """Tile statistics of every matrix and, with labels, the alignment (see the registry's signature)."""
     stats = torch.stack([_tile_stats(K[b]) for b in range(K.shape[0])])
-    return stats, None if labels is None else _alignment(K, labels, center)
+    return stats, None if labels is None else alignment(K, labels, center)
 
 
 def _tile_stats(K: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from ...models import OneHidden
-from ...onehidden import parameters
-from ..arrays import check_finite
+from ..arrays import check_finite, onehidden_parameters
 from ..registry import dispatch
 from .losses import loss_derivative, loss_terms
 
@@ -38,7 +37,7 @@ class Evaluator:
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) without autograd, (N,) or (N, C)."""
         if self.fused:
-            omega, b, beta = parameters(self.model, x)
+            omega, b, beta = onehidden_parameters(self.model, x)
             return self._forward(x, omega, b, beta, scale=self.model.output_scale)
         with torch.no_grad():
             return _squeeze(self.model(x))
@@ -47,7 +46,7 @@ class Evaluator:
         """(f(x), [sum_mu g_mu df(x_mu)/dw per parameter]) with g = g_of_f(f(x))."""
         start = time.perf_counter()
         if self.fused:
-            omega, b, beta = parameters(self.model, x)
+            omega, b, beta = onehidden_parameters(self.model, x)
             f = self._forward(x, omega, b, beta, scale=self.model.output_scale)
             grads = list(self._gradient(x, g_of_f(f).contiguous(), omega, b, beta, scale=self.model.output_scale))
         else:
