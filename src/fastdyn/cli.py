@@ -55,6 +55,17 @@ def _print_core_build() -> None:
     print(f"compiler: {info['compiler']}; blas: {info['blas']}")
 
 
+def _print_operations(available: list[str]) -> None:
+    """The kernel operations and the backends registered for each; those that cannot run here in brackets."""
+    from ._src import registry
+
+    print("operations (backends registered; [not available here]):")
+    width = max(map(len, registry.OPERATIONS))
+    for name in registry.OPERATIONS:
+        names = [b if b in available else f"[{b}]" for b in registry.supported(name)]
+        print(f"  {name:{width}s}  {' '.join(names)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastdyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +110,7 @@ def _dispatch(args) -> int:
         print("build:", fastdyn.build_status())
         if "cpu" in fastdyn.available_backends():
             _print_core_build()
+        _print_operations(fastdyn.available_backends())
         return 0
 
     from .experiments import REGISTRY, load
