@@ -6,6 +6,7 @@
 
 #include "cpu/parallel.hpp"
 #include "registry.hpp"
+#include "signatures.hpp"
 
 namespace fastdyn {
 namespace {
@@ -35,27 +36,5 @@ void hinge_gradient(const T* f, const T* f0, const T* y, T* g, long p, double al
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(losses) {
-  namespace py = pybind11;
-  using fastdyn::Buffer;
-  m.def(
-      "hinge_gradient",
-      [](Buffer f, Buffer f0, Buffer y, Buffer g, Buffer result, double alpha, int threads) {
-        fastdyn::Call call("hinge_gradient", fastdyn::kDLCPU);
-        call.check("f", f, {"p"});
-        call.check("f0", f0, {"p"});
-        call.check("y", y, {"p"});
-        call.check("g", g, {"p"});
-        call.check("result", result, {"2"}, fastdyn::Dtype::kFloat64);
-        const long p = call.size("p");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::hinge_gradient<T>(f.data<T>(), f0.data<T>(), y.data<T>(), g.data<T>(), p, alpha,
-                                     result.data<double>(), threads);
-        });
-      },
-      "Hinge loss of F = alpha (f - f0) against y, all (p,): g (p,) = dL/df, result (2,) float64 = (L, number of "
-      "points with F y < 1), L = sum_i relu(1 - F_i y_i) / (p alpha^2).",
-      py::arg("f"), py::arg("f0"), py::arg("y"), py::arg("g"), py::arg("result"), py::kw_only(), py::arg("alpha"),
-      py::arg("threads"));
+  fastdyn::bind_hinge_gradient<fastdyn::Cpu>(m, [](auto... args) { fastdyn::hinge_gradient(args...); });
 }

@@ -17,6 +17,7 @@
 #include "cpu/blas.hpp"
 #include "cpu/parallel.hpp"
 #include "registry.hpp"
+#include "signatures.hpp"
 
 namespace fastdyn {
 namespace {
@@ -158,31 +159,5 @@ void onehidden_relu_ntk(const T* x1, long n1, const T* x2, long n2, const T* ome
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(ntk) {
-  namespace py = pybind11;
-  using fastdyn::Buffer;
-  m.def(
-      "onehidden_ntk",
-      [](Buffer x1, std::optional<Buffer> x2, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, long tile,
-         int threads) {
-        fastdyn::Call call("onehidden_ntk", fastdyn::kDLCPU);
-        call.check("x1", x1, {"n1", "d"});
-        const bool cross = call.check("x2", x2, {"n2", "d"});
-        if (!cross) call.bind("n2", call.size("n1"));
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
-        call.check("out", out, {"n1", "n2"});
-        const long n1 = call.size("n1"), n2 = call.size("n2"), d = call.size("d"), h = call.size("h");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::onehidden_relu_ntk<T>(x1.data<T>(), n1, cross ? x2->data<T>() : nullptr, n2, omega.data<T>(),
-                                         b.data<T>(), beta.data<T>(), d, h, static_cast<T>(scale), out.data<T>(), tile,
-                                         threads);
-        });
-      },
-      "Closed-form NTK of a ReLU OneHidden: out (n1, n2) = Theta(x1 (n1, d), x2 (n2, d)); x2 = None means "
-      "Theta(x1, x1) (SYRK, exactly symmetric). `tile` neurons per activation tile.",
-      py::arg("x1"), py::arg("x2"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(),
-      py::arg("scale"), py::arg("tile"), py::arg("threads"));
+  fastdyn::bind_onehidden_ntk<fastdyn::Cpu>(m, [](auto... args) { fastdyn::onehidden_relu_ntk(args...); });
 }

@@ -15,6 +15,7 @@
 
 #include "cpu/parallel.hpp"
 #include "registry.hpp"
+#include "signatures.hpp"
 
 namespace fastdyn {
 namespace {
@@ -279,63 +280,14 @@ void onehidden_pattern_keys(const T* x, const T* omega, const T* b, std::uint64_
   }
 }
 
-template <typename T>
-T inv_sqrt(long d) {
-  return static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
-}
-
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(onehidden) {
+  fastdyn::bind_onehidden_forward<fastdyn::Cpu>(m, [](auto... args) { fastdyn::onehidden_forward(args...); });
+  fastdyn::bind_onehidden_gradient<fastdyn::Cpu>(m, [](auto... args) { fastdyn::onehidden_gradient(args...); });
   namespace py = pybind11;
   using fastdyn::Buffer, fastdyn::Call, fastdyn::Dtype, fastdyn::inv_sqrt;
-  m.def(
-      "onehidden_forward",
-      [](Buffer x, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, int threads) {
-        Call call("onehidden_forward", fastdyn::kDLCPU);
-        call.check("x", x, {"p", "d"});
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
-        call.check("out", out, {"p"});
-        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::onehidden_forward<T>(x.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(), out.data<T>(), p,
-                                        d, h, inv_sqrt<T>(d), static_cast<T>(scale), threads);
-        });
-      },
-      "OneHidden ReLU forward: out (p,) = scale * relu(x omega^T / sqrt(d) + b) beta for x (p, d), omega (h, d), "
-      "b (h,), beta (h,)",
-      py::arg("x"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(), py::arg("scale"),
-      py::arg("threads"));
-  m.def(
-      "onehidden_gradient",
-      [](Buffer x, Buffer g, Buffer omega, Buffer b, Buffer beta, Buffer grad_omega, Buffer grad_b, Buffer grad_beta,
-         double scale, int threads) {
-        Call call("onehidden_gradient", fastdyn::kDLCPU);
-        call.check("x", x, {"p", "d"});
-        call.check("g", g, {"p"});
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
-        call.check("grad_omega", grad_omega, {"h", "d"});
-        call.check("grad_b", grad_b, {"h"});
-        call.check("grad_beta", grad_beta, {"h"});
-        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::onehidden_gradient<T>(x.data<T>(), g.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(),
-                                         grad_omega.data<T>(), grad_b.data<T>(), grad_beta.data<T>(), p, d, h,
-                                         inv_sqrt<T>(d), static_cast<T>(scale), threads);
-        });
-      },
-      "OneHidden ReLU gradient of sum_i g_i f(x_i), g (p,): writes grad_omega (h, d), grad_b (h,), grad_beta (h,)",
-      py::arg("x"), py::arg("g"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("grad_omega"),
-      py::arg("grad_b"), py::arg("grad_beta"), py::kw_only(), py::arg("scale"), py::arg("threads"));
   m.def(
       "onehidden_pattern_keys",
       [](Buffer x, Buffer omega, Buffer b, Buffer keys, int threads) {

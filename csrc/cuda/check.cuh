@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "buffer.hpp"
+
 namespace fastdyn {
 
 inline void cuda_check(cudaError_t err, const char* what) {
@@ -15,6 +17,14 @@ inline void cuda_check(cudaError_t err, const char* what) {
 
 // The `stream` argument of every CUDA binding: torch.cuda.current_stream(device).cuda_stream.
 inline cudaStream_t as_stream(std::uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
+
+// The device of the CUDA bindings for the signatures of signatures.hpp: DLPack device type and the last argument.
+struct Cuda {
+  static constexpr DLDeviceType kType = kDLCUDA;
+  static constexpr const char* kLast = "stream";
+  using Last = std::uintptr_t;
+  static cudaStream_t last(std::uintptr_t stream) { return as_stream(stream); }
+};
 
 inline unsigned blocks_for(long long n, unsigned threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);

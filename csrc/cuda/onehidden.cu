@@ -10,6 +10,7 @@
 
 #include "cuda/check.cuh"
 #include "registry.hpp"
+#include "signatures.hpp"
 
 namespace fastdyn {
 namespace {
@@ -186,62 +187,10 @@ void onehidden_forward(const T* x, const T* omega, const T* b, const T* beta, T*
   cuda_check(cudaGetLastError(), "onehidden_forward launch");
 }
 
-template <typename T>
-T inv_sqrt(long d) {
-  return static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
-}
-
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(onehidden) {
-  namespace py = pybind11;
-  using fastdyn::Buffer, fastdyn::Call, fastdyn::as_stream, fastdyn::inv_sqrt;
-  m.def(
-      "onehidden_forward",
-      [](Buffer x, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, std::uintptr_t stream) {
-        Call call("onehidden_forward", fastdyn::kDLCUDA);
-        call.check("x", x, {"p", "d"});
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
-        call.check("out", out, {"p"});
-        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::onehidden_forward<T>(x.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(), out.data<T>(), p,
-                                        d, h, inv_sqrt<T>(d), static_cast<T>(scale), as_stream(stream));
-        });
-      },
-      "OneHidden ReLU forward on `stream`: out (p,) = scale * relu(x omega^T / sqrt(d) + b) beta for x (p, d), "
-      "omega (h, d), b (h,), beta (h,)",
-      py::arg("x"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("out"), py::kw_only(), py::arg("scale"),
-      py::arg("stream"));
-  m.def(
-      "onehidden_gradient",
-      [](Buffer x, Buffer g, Buffer omega, Buffer b, Buffer beta, Buffer grad_omega, Buffer grad_b, Buffer grad_beta,
-         double scale, std::uintptr_t stream) {
-        Call call("onehidden_gradient", fastdyn::kDLCUDA);
-        call.check("x", x, {"p", "d"});
-        call.check("g", g, {"p"});
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
-        call.check("grad_omega", grad_omega, {"h", "d"});
-        call.check("grad_b", grad_b, {"h"});
-        call.check("grad_beta", grad_beta, {"h"});
-        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::onehidden_gradient<T>(x.data<T>(), g.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(),
-                                         grad_omega.data<T>(), grad_b.data<T>(), grad_beta.data<T>(), p, d, h,
-                                         inv_sqrt<T>(d), static_cast<T>(scale), as_stream(stream));
-        });
-      },
-      "OneHidden ReLU gradient of sum_i g_i f(x_i), g (p,), on `stream`: writes grad_omega (h, d), grad_b (h,), "
-      "grad_beta (h,)",
-      py::arg("x"), py::arg("g"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("grad_omega"),
-      py::arg("grad_b"), py::arg("grad_beta"), py::kw_only(), py::arg("scale"), py::arg("stream"));
+  fastdyn::bind_onehidden_forward<fastdyn::Cuda>(m, [](auto... args) { fastdyn::onehidden_forward(args...); });
+  fastdyn::bind_onehidden_gradient<fastdyn::Cuda>(m, [](auto... args) { fastdyn::onehidden_gradient(args...); });
 }

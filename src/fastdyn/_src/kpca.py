@@ -152,7 +152,6 @@ def _check_kernel(K3: torch.Tensor, batched: bool, symmetry_tol: float | None, l
     """Refuse NaN/Inf or asymmetric matrices in K3 (B, N, N); return the alignment (B,) with labels (1 or B, N),
     else None. On CPU tensors one compiled tiled pass per matrix does both, without copying K."""
     tol = _SYMMETRY_TOL[K3.dtype] if symmetry_tol is None else float(symmetry_tol)
-    batch, n = K3.shape[0], K3.shape[-1]
     if labels is not None:
         centred = labels - labels.mean(dim=-1, keepdim=True) if center else labels
         if bool(((centred * centred).sum(dim=-1) == 0).any()):
@@ -170,47 +169,6 @@ def _check_kernel(K3: torch.Tensor, batched: bool, symmetry_tol: float | None, l
                 f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
                 "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
     return alignment
-
-
-def _check_kernel(K3: torch.Tensor, batched: bool, symmetry_tol: float | None, labels: torch.Tensor | None,
-                  center: bool) -> torch.Tensor | None:
-    """Refuse NaN/Inf or asymmetric matrices in K3 (B, N, N); return the alignment (B,) with labels (1 or B, N),
-    else None. On CPU tensors one compiled tiled pass per matrix does both, without copying K."""
-    tol = _SYMMETRY_TOL[K3.dtype] if symmetry_tol is None else float(symmetry_tol)
-    batch, n = K3.shape[0], K3.shape[-1]
-    if labels is not None:
-        centred = labels - labels.mean(dim=-1, keepdim=True) if center else labels
-        if bool(((centred * centred).sum(dim=-1) == 0).any()):
-            raise ValueError("y is zero (or constant, with centring); alignment needs a non-trivial label vector")
-        labels = labels.contiguous()
-    # the compiled pass where it runs (CPU tensors, "cpu" built), else the tiled torch pass (e.g. CUDA tensors)
-    check = registry.dispatch("kpca.check", "auto", K3.device)[1]
-    stats, alignment = check(K3, labels, center=center)
-    for b, (scale, worst, bad) in enumerate(stats[:, :3].tolist()):
-        where = f"K[{b}]" if batched else "K"
-        if bad:
-            raise ValueError(f"{where} contains NaN or Inf")
-        if worst > tol * scale:
-            raise ValueError(
-                f"{where} is not symmetric: max|K - K^T| = {worst:.3e} > {tol:.0e} * max|K| = {tol * scale:.3e} "
-                "(symmetrise it, e.g. (K + K^T) / 2, or raise symmetry_tol)")
-    return alignment
-
-
-def _tile_stats(K: torch.Tensor) -> torch.Tensor:
-    """(max|K|, max|K - K^T|, has NaN/Inf) of one (N, N) matrix by square tiles (i <= j) against their mirror,
-    so no temporary is larger than a tile (the torch path, e.g. for CUDA tensors)."""
-    n = K.shape[-1]
-    largest = asymmetry = 0.0
-    bad = False
-    for i in range(0, n, _SYMMETRY_TILE):
-        for j in range(i, n, _SYMMETRY_TILE):
-            upper = K[i:i + _SYMMETRY_TILE, j:j + _SYMMETRY_TILE]
-            lower = K[j:j + _SYMMETRY_TILE, i:i + _SYMMETRY_TILE]
-            bad |= not bool(torch.isfinite(upper).all() & torch.isfinite(lower).all())
-            largest = max(largest, float(upper.abs().amax()), float(lower.abs().amax()))
-            asymmetry = max(asymmetry, float((upper - lower.T).abs().amax()))
-    return torch.tensor([largest, asymmetry, float(bad)], dtype=torch.float64)
 
 
 def _check_k(k: int | None, n: int) -> int:
