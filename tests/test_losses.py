@@ -26,7 +26,7 @@ def autograd_hinge(f, f0, y, alpha):
     f = f.detach().double().cpu().requires_grad_(True)
     loss = torch.relu(1 - alpha * (f - f0.double().cpu()) * y.double().cpu()).sum() / (f.shape[0] * alpha ** 2)
     (g,) = torch.autograd.grad(loss, f)
-    return g, float(loss)
+    return g, float(loss.detach())
 
 
 @pytest.mark.parametrize("backend", HINGE_BACKENDS)
