@@ -6,9 +6,8 @@ from torch import nn
 from conftest import assert_close, requires_cuda
 from fastdyn._src.ntk_structured import generic_ntk, is_structured, structured_ntk
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
-from oracles.ntk import ntk_jacobian_contraction
+from oracles.ntk import OUTS, ntk_jacobian_contraction
 
-OUTS = ("full", "trace", "diagonal")
 
 
 def _inputs(d, n1, n2, dtype, seed=0):

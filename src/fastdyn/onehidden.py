@@ -31,7 +31,7 @@ def forward(model: OneHidden, x, *, backend: str = "auto"):
     (x_t,), kind = as_tensors(x=x)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
     omega, b, beta = onehidden_parameters(model, kind)
-    _, kernel = dispatch("onehidden.forward", backend, kind.device, what="fused.forward")
+    _, kernel = dispatch("onehidden.forward", backend, kind.device)
     return kind.restore(kernel(x_t, omega, b, beta, scale=model.output_scale))
 
 
@@ -57,5 +57,5 @@ def gradient(model: OneHidden, x, g, *, backend: str = "auto"):
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
     check_vector("g", g_t, x_t.shape[0])
     omega, b, beta = onehidden_parameters(model, kind)
-    _, kernel = dispatch("onehidden.gradient", backend, kind.device, what="fused.gradient")
+    _, kernel = dispatch("onehidden.gradient", backend, kind.device)
     return kind.restore(kernel(x_t, g_t, omega, b, beta, scale=model.output_scale))
