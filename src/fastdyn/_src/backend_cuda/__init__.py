@@ -5,12 +5,4 @@ read them through DLPack and check them) with ``stream=current_stream(device)``:
 stream there, so results are ordered with the caller's torch work; kernel scratch is stream-ordered on that stream.
 The extension is loaded at the first call.
 """
-import torch
-
-
-def current_stream(device: torch.device) -> int:
-    """torch's current CUDA stream on ``device``, as the integer handle the kernels launch on."""
-    return torch.cuda.current_stream(device).cuda_stream
-
-
-from . import losses, ntk, onehidden  # noqa: E402,F401  (registrations; they use current_stream)
+from . import losses, ntk, onehidden  # noqa: F401  (registrations)

@@ -5,7 +5,7 @@ import torch
 
 from ..backends import module
 from ..registry import register
-from . import current_stream
+from .streams import current_stream
 
 
 @register("loss.hinge_gradient", "cuda")

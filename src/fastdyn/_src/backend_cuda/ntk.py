@@ -6,7 +6,7 @@ import torch
 from .. import tiling
 from ..backends import module
 from ..registry import register
-from . import current_stream
+from .streams import current_stream
 
 
 @register("ntk.onehidden", "cuda")
