@@ -698,44 +698,35 @@ FASTDYN_BINDINGS(kpca) {
       "Per matrix of K (B, N, N): out (B, 4) float64 = (max|K|, max|K - K^T|, has NaN/Inf, alignment with the "
       "labels (1 or B, N) of K's dtype, centred when centre; NaN without labels).",
       py::arg("K"), py::arg("labels"), py::arg("out"), py::kw_only(), py::arg("center"), py::arg("threads"));
-  m.def(
-      "kpca_full",
-      [](Buffer k, Buffer w, Buffer v, bool centre, int threads) {
-        Call call("kpca_full", fastdyn::kDLCPU);
-        call.check("K", k, {"B", "N", "N"});
-        call.check("w", w, {"B", "k"});
-        call.check("V", v, {"B", "N", "k"});
-        const long batch = call.size("B"), n = call.size("N"), top = call.size("k");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::over_batch(batch, 2.0 * n * n * sizeof(T), threads, "kpca full (syevd)", [&](long b) {
-            return fastdyn::solve_full<T>(k.data<T>() + b * n * n, n, top, centre, w.data<T>() + b * top,
-                                          v.data<T>() + b * top * n);
+  // The two direct LAPACK solvers share one signature: K (B, N, N) -> w (B, k), V (B, N, k); `work` is the bytes
+  // one matrix's solve holds (over_batch runs as many at once as fit).
+  const auto bind_direct = [&m](const char* name, const char* what, auto solve, auto work, const char* doc) {
+    m.def(
+        name,
+        [name, what, solve, work](Buffer k, Buffer w, Buffer v, bool centre, int threads) {
+          Call call(name, fastdyn::kDLCPU);
+          call.check("K", k, {"B", "N", "N"});
+          call.check("w", w, {"B", "k"});
+          call.check("V", v, {"B", "N", "k"});
+          const long batch = call.size("B"), n = call.size("N"), top = call.size("k");
+          call.dispatch([&](auto zero) {
+            using T = decltype(zero);
+            py::gil_scoped_release release;
+            fastdyn::over_batch(batch, work(n, top) * sizeof(T), threads, what, [&](long b) {
+              return solve(k.data<T>() + b * n * n, n, top, centre, w.data<T>() + b * top, v.data<T>() + b * top * n);
+            });
           });
-        });
-      },
-      "Top k eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevd: w (B, k), V (B, N, k).", py::arg("K"),
-      py::arg("w"), py::arg("V"), py::kw_only(), py::arg("center"), py::arg("threads"));
-  m.def(
-      "kpca_topk",
-      [](Buffer k, Buffer w, Buffer v, bool centre, int threads) {
-        Call call("kpca_topk", fastdyn::kDLCPU);
-        call.check("K", k, {"B", "N", "N"});
-        call.check("w", w, {"B", "k"});
-        call.check("V", v, {"B", "N", "k"});
-        const long batch = call.size("B"), n = call.size("N"), top = call.size("k");
-        call.dispatch([&](auto zero) {
-          using T = decltype(zero);
-          py::gil_scoped_release release;
-          fastdyn::over_batch(batch, 1.0 * (n * n + n * top) * sizeof(T), threads, "kpca topk (syevr)", [&](long b) {
-            return fastdyn::solve_topk<T>(k.data<T>() + b * n * n, n, top, centre, w.data<T>() + b * top,
-                                          v.data<T>() + b * top * n);
-          });
-        });
-      },
-      "Top k eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevr with an index range: w (B, k), V (B, N, k).",
-      py::arg("K"), py::arg("w"), py::arg("V"), py::kw_only(), py::arg("center"), py::arg("threads"));
+        },
+        doc, py::arg("K"), py::arg("w"), py::arg("V"), py::kw_only(), py::arg("center"), py::arg("threads"));
+  };
+  bind_direct(
+      "kpca_full", "kpca full (syevd)", [](auto... args) { return fastdyn::solve_full(args...); },
+      [](long n, long) { return 2.0 * n * n; },
+      "Top k eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevd: w (B, k), V (B, N, k).");
+  bind_direct(
+      "kpca_topk", "kpca topk (syevr)", [](auto... args) { return fastdyn::solve_topk(args...); },
+      [](long n, long top) { return 1.0 * (n * n + n * top); },
+      "Top k eigenpairs of each symmetric K[b] (B, N, N) by LAPACK syevr with an index range: w (B, k), V (B, N, k).");
   m.def(
       "kpca_subspace",
       [](Buffer k, Buffer w, Buffer v, Buffer iterations, long block, long degree, bool centre, double tol,
