@@ -27,6 +27,14 @@ T inv_sqrt(long d) {
   return static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
 }
 
+// The inputs of every one-hidden-layer kernel: x (p, d) and the network omega (h, d), b (h,), beta (h,).
+inline void check_onehidden(Call& call, Buffer& x, Buffer& omega, Buffer& b, Buffer& beta) {
+  call.check("x", x, {"p", "d"});
+  call.check("omega", omega, {"h", "d"});
+  call.check("b", b, {"h"});
+  call.check("beta", beta, {"h"});
+}
+
 // kernel(x, omega, b, beta, out, p, d, h, inv_sqrt_d, scale, last)
 template <typename Device, typename Kernel>
 void bind_onehidden_forward(pybind11::module_& m, Kernel kernel) {
@@ -35,10 +43,7 @@ void bind_onehidden_forward(pybind11::module_& m, Kernel kernel) {
       "onehidden_forward",
       [kernel](Buffer x, Buffer omega, Buffer b, Buffer beta, Buffer out, double scale, typename Device::Last last) {
         Call call("onehidden_forward", Device::kType);
-        call.check("x", x, {"p", "d"});
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
+        check_onehidden(call, x, omega, b, beta);
         call.check("out", out, {"p"});
         const long p = call.size("p"), d = call.size("d"), h = call.size("h");
         call.dispatch([&](auto zero) {
@@ -63,11 +68,8 @@ void bind_onehidden_gradient(pybind11::module_& m, Kernel kernel) {
       [kernel](Buffer x, Buffer g, Buffer omega, Buffer b, Buffer beta, Buffer grad_omega, Buffer grad_b,
                Buffer grad_beta, double scale, typename Device::Last last) {
         Call call("onehidden_gradient", Device::kType);
-        call.check("x", x, {"p", "d"});
+        check_onehidden(call, x, omega, b, beta);
         call.check("g", g, {"p"});
-        call.check("omega", omega, {"h", "d"});
-        call.check("b", b, {"h"});
-        call.check("beta", beta, {"h"});
         call.check("grad_omega", grad_omega, {"h", "d"});
         call.check("grad_b", grad_b, {"h"});
         call.check("grad_beta", grad_beta, {"h"});
