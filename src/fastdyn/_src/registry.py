@@ -53,6 +53,10 @@ _declare("onehidden.pattern_keys",
 _declare("loss.hinge_gradient",
          "(f (p,), f0 (p,), y (p,), *, alpha) -> (g (p,), loss, unsatisfied): F = alpha (f - f0), "
          "g = dL/df of L = sum_i relu(1 - F_i y_i) / (p alpha^2), loss = L, unsatisfied = #{F_i y_i < 1}")
+_declare("flow.onehidden_hinge",
+         "(x (p, d), y (p,), f0 (p,), omega (h, d), b (h,), beta (h,), F (p,), *, alpha, scale, t, dt, dt_max, tol, "
+         "max_dout, min_dt, max_time, t_stop, max_steps, max_seconds) -> dict(t, dt, dt_max, steps, rejected, "
+         "hinge_events, stop): the exact hinge flow (fastdyn/_src/train/exact.py), omega, b, beta and F in place")
 _declare("ntk.onehidden",
          "(x1 (N1, d), x2 (N2, d) or None, omega (h, d), b (h,), beta (h,), *, scale, act) -> Theta (N1, N2); "
          "x2=None: Theta(x1, x1), exactly symmetric")

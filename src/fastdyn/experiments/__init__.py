@@ -33,6 +33,7 @@ REGISTRY: dict[str, str] = {
     "ntk-pca": "fastdyn.experiments.ntk_pca",
     "intrinsic-dimension": "fastdyn.experiments.intrinsic_dimension",
     "kinks": "fastdyn.experiments.kinks",
+    "flow-convergence": "fastdyn.experiments.flow_convergence",
 }
 
 

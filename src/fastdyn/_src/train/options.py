@@ -15,26 +15,44 @@ def _positive(**values) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
 
 
+METHODS = ("auto", "exact", "euler")
+LOOPS = ("auto", "native", "python")
+
+
 @dataclass
 class FlowOptions:
-    """Adaptive gradient flow (module docstring of :mod:`fastdyn._src.train`: the step rules).
+    """Adaptive gradient flow (module docstring of :mod:`fastdyn._src.train`: the methods and their step rules).
 
     Attributes:
+        method: "exact" (piecewise-exact steps with step-doubling error control, :mod:`fastdyn._src.train.exact`;
+            ReLU OneHidden on the hinge loss only), "euler" (explicit Euler steps with feature_lazy's output and
+            gradient tests; any model and loss), or "auto" (exact where it applies, else euler).
         dt: initial step, > 0.
         max_dout: bound on max_mu |dF_mu| per step, > 0.
-        max_dgrad: bound on the gradient change |g' - g|^2 / (|g| |g'|) per step, > 0.
+        tol: exact: bound on the estimated error of a step (outputs in margin units, weights relative), > 0.
+        max_dgrad: euler: bound on the gradient change |g' - g|^2 / (|g| |g'|) per step, > 0.
         min_dt: stop ("dt_underflow", or "nonfinite") when the step falls below this.
-        waive_below: the gradient test is waived for steps below this fraction of the largest step so far, [0, 1).
+        waive_below: euler: the gradient test is waived for steps below this fraction of the largest step so far,
+            [0, 1).
+        loop: exact: "native" (the C++ loop, chunks of steps with no Python per step), "python" (one step per
+            Python call, any backend), or "auto" (native where the fused kernels' backend has it).
     """
 
+    method: str = "auto"
     dt: float = 1.0
     max_dout: float = 0.1
+    tol: float = 1e-3
     max_dgrad: float = 1e-4
     min_dt: float = 1e-30
     waive_below: float = 1e-2
+    loop: str = "auto"
 
     def __post_init__(self):
-        _positive(dt=self.dt, max_dout=self.max_dout, max_dgrad=self.max_dgrad)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {LOOPS}, got {self.loop!r}")
+        _positive(dt=self.dt, max_dout=self.max_dout, tol=self.tol, max_dgrad=self.max_dgrad, min_dt=self.min_dt)
         if not 0 <= self.waive_below < 1:
             raise ValueError(f"waive_below must be in [0, 1), got {self.waive_below}")
         self.dt = float(self.dt)

@@ -57,6 +57,9 @@ class TrainResult:
         timings: seconds spent in "evaluate" (forward + gradient), "observables", "checkpoint", "total",
             and "steps_per_second".
         fused: whether the fused OneHidden kernels ran.
+        engine: what integrated the run, in words (method, C++ loop or Python steps, kernels; CPU ISA path).
+        counts: flow, exact method: "rejected" steps and "hinge_events" (a margin crossing 1 between steps).
+        converged: (property) whether training ended at its goal ("margins" or "loss"), not at a cap.
     """
 
     model: nn.Module
@@ -68,6 +71,12 @@ class TrainResult:
     dt: float
     timings: dict[str, float]
     fused: bool
+    engine: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return self.stop_reason in ("margins", "loss")
 
     @property
     def final(self) -> Snapshot:

@@ -20,6 +20,8 @@ from .records import Context, Snapshot, TrainResult
 from .schedule import SnapshotSchedule
 from .state import RunState
 from .steppers import FlowStepper, SGDStepper
+from . import exact
+from ..registry import supported
 
 DYNAMICS = ("flow", "sgd")
 
@@ -38,11 +40,14 @@ def train(
     max_steps: int = Limits.max_steps,
     max_wall: float = Limits.max_wall,
     min_loss: float = Limits.min_loss,
+    method: str = FlowOptions.method,
     dt: float = FlowOptions.dt,
     max_dout: float = FlowOptions.max_dout,
+    tol: float = FlowOptions.tol,
     max_dgrad: float = FlowOptions.max_dgrad,
     min_dt: float = FlowOptions.min_dt,
     waive_below: float = FlowOptions.waive_below,
+    loop: str = FlowOptions.loop,
     lr: float = SGDOptions.lr,
     batch_size: int | None = SGDOptions.batch_size,
     momentum: float = SGDOptions.momentum,
@@ -73,8 +78,13 @@ def train(
         x_test, y_test: optional test set, recorded in the snapshots.
         max_time, max_steps, max_wall: stop at this time t, number of accepted steps, or wall-clock seconds.
         min_loss: stop once the training loss L <= min_loss (hinge: also once every margin F y >= 1).
-        dt, max_dout, max_dgrad, min_dt: flow: initial step, output and gradient-change bounds, smallest step.
-        waive_below: flow: the gradient test is waived for steps below this fraction of the largest step so far.
+        method: flow: "exact" (ReLU OneHidden + hinge), "euler", or "auto" (exact where it applies).
+        dt, max_dout, min_dt: flow: initial step, bound on the output change per step, smallest step.
+        tol: flow, exact: bound on the estimated error of a step.
+        max_dgrad, waive_below: flow, euler: gradient-change bound; the gradient test is waived for steps below
+            waive_below times the largest step so far.
+        loop: flow, exact: "native" (C++ loop), "python" (one step per Python call) or "auto" (native where the
+            fused kernels' backend has one).
         lr, batch_size, momentum, seed: sgd (batch_size None = full batch; seed drives batch sampling).
         snapshot_times: increasing times at which to snapshot; default log-spaced, ``snapshots_per_decade``
             per decade from the first step's time on. A snapshot is also taken at t = 0 and at the end.
@@ -94,9 +104,9 @@ def train(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    name, flow, sgd = _dynamics(dynamics, dict(dt=dt, max_dout=max_dout, max_dgrad=max_dgrad, min_dt=min_dt,
-                                               waive_below=waive_below, lr=lr, batch_size=batch_size,
-                                               momentum=momentum, seed=seed))
+    name, flow, sgd = _dynamics(dynamics, dict(method=method, dt=dt, max_dout=max_dout, tol=tol, max_dgrad=max_dgrad,
+                                               min_dt=min_dt, waive_below=waive_below, loop=loop, lr=lr,
+                                               batch_size=batch_size, momentum=momentum, seed=seed))
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     alpha = float(alpha)
@@ -136,7 +146,8 @@ def train(
     schedule = SnapshotSchedule(snapshot_times, snapshots_per_decade)
     checkpointing = Checkpointing(checkpoint, checkpoint_every, checkpoint_seconds) if checkpoint is not None else None
 
-    fingerprint = problem.fingerprint(name) if checkpointing is not None else None
+    method = _flow_method(flow, problem) if name == "flow" else "sgd"
+    fingerprint = problem.fingerprint(f"{name}:{method}") if checkpointing is not None else None
     if resume and checkpointing.path.exists():
         state = RunState.load(checkpointing.path, model=model, fingerprint=fingerprint, device=x.device,
                               schedule=schedule)
@@ -145,7 +156,7 @@ def train(
                          velocity=[torch.zeros_like(p) for p in evaluator.params] if sgd.momentum else None)
     else:
         state = RunState(schedule, dt=flow.dt)
-    stepper = FlowStepper(problem, flow, limits.max_time) if name == "flow" else SGDStepper(problem, sgd, batch_size)
+    stepper = _flow_stepper(problem, flow, limits, method) if name == "flow" else SGDStepper(problem, sgd, batch_size)
     session = _Session(problem, stepper, state, limits=limits, observables=observables,
                        record_weights=record_weights, checkpointing=checkpointing, fingerprint=fingerprint,
                        callback=callback)
@@ -172,6 +183,29 @@ def _dynamics(dynamics, flat: dict[str, Any]) -> tuple[str, FlowOptions, SGDOpti
     return dynamics, flow, sgd
 
 
+def _flow_method(flow: FlowOptions, problem: Problem) -> str:
+    """The flow method that runs: "exact" or "euler" (ValueError for "exact" where it does not apply)."""
+    if flow.method == "auto":
+        return "exact" if exact.applies(problem) else "euler"
+    if flow.method == "exact" and not exact.applies(problem):
+        raise ValueError("method='exact' needs a ReLU fastdyn.models.OneHidden with the fused kernels and "
+                         f"loss='hinge'; got {type(problem.evaluator.model).__name__} (fused="
+                         f"{problem.evaluator.fused}) with loss={problem.loss!r}; use method='euler'")
+    return flow.method
+
+
+def _flow_stepper(problem: Problem, flow: FlowOptions, limits: Limits, method: str):
+    if method == "euler":
+        return FlowStepper(problem, flow, limits.max_time)
+    native = exact.native_backend(problem) if flow.loop != "python" else None
+    if flow.loop == "native" and native is None:
+        raise ValueError(f"loop='native': the {problem.evaluator.backend!r} backend has no C++ flow loop; "
+                         f"it runs on {supported('flow.onehidden_hinge')}; use loop='python' or 'auto'")
+    if native is not None:
+        return exact.NativeFlowStepper(problem, flow, limits, native)
+    return exact.ExactFlowStepper(problem, flow, limits)
+
+
 def _labels(name, y, loss, x):
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(np.ascontiguousarray(y))
@@ -193,7 +227,7 @@ class _Session:
     """One call of train() on a run state: the loop of limit check, step, snapshot, checkpoint and callback; the
     clock of this session (``state.wall`` holds the earlier ones)."""
 
-    def __init__(self, problem: Problem, stepper: FlowStepper | SGDStepper, state: RunState, *, limits: Limits,
+    def __init__(self, problem: Problem, stepper, state: RunState, *, limits: Limits,
                  observables, record_weights: bool, checkpointing: Checkpointing | None, fingerprint: str | None,
                  callback):
         self.problem, self.stepper, self.state, self.limits = problem, stepper, state, limits
@@ -271,7 +305,21 @@ class _Session:
         timings = dict(self.timings(), total=total, steps_per_second=state.step / total if total > 0 else math.nan)
         return TrainResult(model=self.problem.evaluator.model, snapshots=state.snapshots,
                            stop_reason=state.stop_reason, message=state.message, step=state.step, t=state.t,
-                           dt=state.dt, timings=timings, fused=self.problem.evaluator.fused)
+                           dt=state.dt, timings=timings, fused=self.problem.evaluator.fused,
+                           engine=_engine(self.stepper, self.problem), counts=dict(state.counts))
+
+
+def _engine(stepper, problem: Problem) -> str:
+    """What integrated the run, in words (recorded in the result)."""
+    evaluator = problem.evaluator
+    kernels = f"fused {evaluator.backend} kernels" if evaluator.fused else "torch autograd"
+    if isinstance(stepper, exact.NativeFlowStepper):
+        return f"flow, exact method, C++ loop ({evaluator.backend})"
+    if isinstance(stepper, exact.ExactFlowStepper):
+        return f"flow, exact method, Python steps ({kernels})"
+    if isinstance(stepper, FlowStepper):
+        return f"flow, euler method, Python steps ({kernels})"
+    return f"sgd, Python steps ({kernels})"
 
 
 def _to_cpu(value):

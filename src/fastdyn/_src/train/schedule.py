@@ -30,6 +30,13 @@ class SnapshotSchedule:
             return self.next < len(self.times) and t >= self.times[self.next]
         return self.first_time is None or t >= self.first_time * 10 ** (self.next / self.per_decade)
 
+    def next_time(self) -> float:
+        """The time of the next snapshot: 0 before the log grid has started (the first step's time starts it),
+        inf after the last of ``times``."""
+        if self.times is not None:
+            return self.times[self.next] if self.next < len(self.times) else float("inf")
+        return 0.0 if self.first_time is None else self.first_time * 10 ** (self.next / self.per_decade)
+
     def due(self, t: float) -> bool:
         """Whether t has reached the next snapshot time, advancing the schedule past t (the log grid starts at
         the first t > 0 seen)."""

@@ -22,7 +22,8 @@ class RunState:
 
     ``out`` is F on the training set, (p,) or (p, C); ``grads`` the gradient of L per parameter (flow);
     ``velocity`` the momentum buffers per parameter (SGD with momentum); ``generator`` samples the SGD batches;
-    ``wall`` and ``timings`` count the earlier sessions of a resumed run (saved: up to the save).
+    ``counts`` the rejected steps and hinge events (margins crossing 1) of the exact flow; ``wall`` and ``timings`` count
+    the earlier sessions of a resumed run (saved: up to the save).
     """
 
     schedule: SnapshotSchedule
@@ -40,6 +41,7 @@ class RunState:
     message: str = ""
     wall: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"evaluate": 0.0, "observables": 0.0, "checkpoint": 0.0})
+    counts: dict[str, int] = field(default_factory=lambda: {"rejected": 0, "hinge_events": 0})  # flow, method "exact"
 
     def stop(self, reason: str, message: str) -> None:
         self.stop_reason, self.message = reason, message
