@@ -47,6 +47,12 @@ constexpr int kRegisterD = kRegisters - 6;  // weights + bias, pre, broadcast, z
 constexpr int kColumns = kRegisters - 4;    // pass-2 accumulators: + gated, broadcast, 2 spare
 constexpr long kBlockBytes = 256 * 1024;  // moments: blocks of x of about this size, shared by a group of tiles (L2)
 
+// s in every lane (s - 0 is s for every s, so this compiles to one broadcast)
+template <typename T>
+typename Simd<T>::type splat(T s) {
+  return s - typename Simd<T>::type{};
+}
+
 inline long min_long(long a, long b) { return a < b ? a : b; }
 inline long max_long(long a, long b) { return a > b ? a : b; }
 
@@ -73,10 +79,11 @@ struct Tile {
   Tile(const V* weights, V b, long) : bias(b) {
     for (int k = 0; k < D; ++k) w[k] = weights[k];
   }
-  V pre(const T* xi) const {
-    V value = bias;
-    for (int k = 0; k < D; ++k) value += w[k] * xi[k];
-    return value;
+  V pre(const T* xi) const {  // two chains: a point's latency stays short, more points fit the OoO window
+    V even = bias, odd = V{};
+    for (int k = 0; k + 1 < D; k += 2) even += w[k] * xi[k], odd += w[k + 1] * xi[k + 1];
+    if constexpr (D % 2 == 1) even += w[D - 1] * xi[D - 1];
+    return even + odd;
   }
 };
 template <typename T>
@@ -201,21 +208,31 @@ void sum_last_columns(const T* x, long d, long r, long n, const typename Simd<T>
   }
 }
 
+// Pass 1 over one run of n points: pre[i] = the tile's pre-activations of x_i, gated[i] = g_i [pre[i] > 0]. The
+// weights are loaded here, so they live in registers for the loop (D > 0).
+template <typename T, int D>
+void gate_run(const T* x, const T* g, long n, long d, const typename Simd<T>::type* weights,
+              typename Simd<T>::type bias, typename Simd<T>::type* gated, typename Simd<T>::type* pre) {
+  using V = typename Simd<T>::type;
+  const Tile<T, D> tile(weights, bias, d);
+  const V zero = V{};
+  for (long i = 0; i < n; ++i) {
+    const V value = tile.pre(x + i * d);
+    pre[i] = value;
+    gated[i] = value > zero ? splat(g[i]) : zero;
+  }
+}
+
 // One tile over points [i0, i1): acc (d + 2 vectors) += the tile's moments (sums of g a x_k, g a, g a pre).
 template <typename T, int D>
-void moments_tile(const T* x, const T* g, long i0, long i1, long d, const Tile<T, D>& tile,
-                  typename Simd<T>::type* acc, typename Simd<T>::type* gated, typename Simd<T>::type* pre) {
-  using V = typename Simd<T>::type;
-  const V zero = V{};
+void moments_tile(const T* x, const T* g, long i0, long i1, long d, const typename Simd<T>::type* weights,
+                  typename Simd<T>::type bias, typename Simd<T>::type* acc, typename Simd<T>::type* gated,
+                  typename Simd<T>::type* pre) {
   for (long s0 = i0; s0 < i1; s0 += kRun) {
     const long n = min_long(kRun, i1 - s0);
     const T* xs = x + s0 * d;
-    for (long i = 0; i < n; ++i) {  // pass 1
-      const V value = tile.pre(xs + i * d);
-      pre[i] = value;
-      gated[i] = value > zero ? zero + g[s0 + i] : zero;
-    }
-    long k0 = 0;  // pass 2
+    gate_run<T, D>(xs, g + s0, n, d, weights, bias, gated, pre);
+    long k0 = 0;
     for (; d - k0 > kColumns; k0 += kColumns) sum_columns<T, kColumns, false>(xs + k0, d, n, gated, pre, acc + k0);
     sum_last_columns<T>(xs + k0, d, d - k0, n, gated, pre, acc + k0);
   }
@@ -245,10 +262,9 @@ void moments(const T* x, const T* g, const T* omega, const T* b, T* sx, T* s1, T
       with_d(d, [&](auto D) {
         for (long i0 = 0; i0 < p; i0 += block) {
           const long i1 = min_long(p, i0 + block);
-          for (long t = q * group; t < t_end; ++t) {
-            const Tile<T, decltype(D)::value> tile(weights.data() + t * d, biases[t], d);
-            moments_tile(x, g, i0, i1, d, tile, acc.data() + t * stride, gated.data(), pre.data());
-          }
+          for (long t = q * group; t < t_end; ++t)
+            moments_tile<T, decltype(D)::value>(x, g, i0, i1, d, weights.data() + t * d, biases[t],
+                                                acc.data() + t * stride, gated.data(), pre.data());
         }
       });
     }
