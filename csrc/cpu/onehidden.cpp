@@ -35,7 +35,7 @@ void onehidden_forward(const T* x, const T* omega, const T* b, const T* beta, T*
 template <typename T>
 void onehidden_moments(const T* x, const T* g, const T* omega, const T* b, T* sx, T* s1, T* sp, long p, long d,
                        long h, T inv_sqrt_d, int threads) {
-  FASTDYN_ISA_CALL(moments, x, g, omega, b, sx, s1, sp, p, d, h, inv_sqrt_d);
+  FASTDYN_ISA_CALL(moments, x, g, omega, b, static_cast<const T*>(nullptr), T(1), sx, s1, sp, p, d, h, inv_sqrt_d);
 }
 
 template <typename T>
@@ -47,14 +47,7 @@ void onehidden_pattern_keys(const T* x, const T* omega, const T* b, std::uint64_
 template <typename T>
 void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, const T* beta, T* grad_omega, T* grad_b,
                         T* grad_beta, long p, long d, long h, T inv_sqrt_d, T scale, int threads) {
-  onehidden_moments(x, g, omega, b, grad_omega, grad_b, grad_beta, p, d, h, inv_sqrt_d, threads);
-#pragma omp parallel for schedule(static)  // threads as set by onehidden_moments
-  for (long n = 0; n < h; ++n) {
-    const T sb = scale * beta[n];
-    for (long k = 0; k < d; ++k) grad_omega[n * d + k] *= sb * inv_sqrt_d;
-    grad_b[n] *= sb;
-    grad_beta[n] *= scale;
-  }
+  FASTDYN_ISA_CALL(moments, x, g, omega, b, beta, scale, grad_omega, grad_b, grad_beta, p, d, h, inv_sqrt_d);
 }
 
 #define FASTDYN_INSTANTIATE(T)                                                                                   \

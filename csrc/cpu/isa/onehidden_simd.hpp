@@ -115,27 +115,26 @@ void with_d(long d, Fn&& fn) {
   }
 }
 
-// Pack omega (h, d) / sqrt(d), b (h,) and beta (h,) (beta may be null) into tiles; padding lanes never active.
+// Pack tile t of omega (h, d) / sqrt(d) into weights (d vectors), of b into *bias and, unless null, of beta into
+// *betas; padding lanes get omega = 0, b = -1, beta = 0 (never active, no contribution).
 template <typename T>
-void pack(const T* omega, const T* b, const T* beta, long d, long h, T inv_sqrt_d, typename Simd<T>::type* weights,
-          typename Simd<T>::type* biases, typename Simd<T>::type* betas, int threads) {
+void pack_tile(const T* omega, const T* b, const T* beta, long d, long h, T inv_sqrt_d, long t,
+               typename Simd<T>::type* weights, typename Simd<T>::type* bias, typename Simd<T>::type* betas) {
   using V = typename Simd<T>::type;
   constexpr long W = Simd<T>::width;
-  const long tiles = (h + W - 1) / W;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (long t = 0; t < tiles; ++t) {
-    const long lanes = min_long(W, h - t * W);
-    for (long k = 0; k < d; ++k) {
-      V v = V{};
-      for (long l = 0; l < lanes; ++l) v[l] = omega[(t * W + l) * d + k] * inv_sqrt_d;
-      weights[t * d + k] = v;
-    }
-    V bias = V{} - T(1), scale = V{};
-    for (long l = 0; l < lanes; ++l) bias[l] = b[t * W + l], scale[l] = beta ? beta[t * W + l] : T(0);
-    biases[t] = bias;
-    if (betas) betas[t] = scale;
+  const long lanes = min_long(W, h - t * W);
+  for (long k = 0; k < d; ++k) {
+    V v = V{};
+    for (long l = 0; l < lanes; ++l) v[l] = omega[(t * W + l) * d + k] * inv_sqrt_d;
+    weights[k] = v;
   }
+  V b_t = V{} - T(1), beta_t = V{};
+  for (long l = 0; l < lanes; ++l) b_t[l] = b[t * W + l], beta_t[l] = beta ? beta[t * W + l] : T(0);
+  *bias = b_t;
+  if (betas) *betas = beta_t;
 }
+
+constexpr long kParallelPack = 1L << 16;  // forward: pack the tiles in parallel above this many vectors
 
 // out (p,) = scale * sum_n beta_n relu(pre_n(x_i)). Parallel over runs of points; per point the tiles, then the
 // lanes, are summed in a fixed order.
@@ -146,7 +145,9 @@ void forward(const T* x, const T* omega, const T* b, const T* beta, T* out, long
   constexpr long W = Simd<T>::width;
   const long tiles = (h + W - 1) / W;
   Scratch<V> weights(tiles * d), biases(tiles), betas(tiles);
-  pack(omega, b, beta, d, h, inv_sqrt_d, weights.data(), biases.data(), betas.data(), threads);
+#pragma omp parallel for schedule(static) num_threads(threads) if (tiles * d > kParallelPack)
+  for (long t = 0; t < tiles; ++t)
+    pack_tile(omega, b, beta, d, h, inv_sqrt_d, t, weights.data() + t * d, biases.data() + t, betas.data() + t);
   const long runs = (p + kRun - 1) / kRun;
 #pragma omp parallel num_threads(threads)
   {
@@ -239,43 +240,43 @@ void moments_tile(const T* x, const T* g, long i0, long i1, long d, const typena
 }
 
 // Per-neuron moments of g over the points: sx (h, d) = sum_i g_i a_ni x_i, s1 (h,) = sum_i g_i a_ni,
-// sp (h,) = sum_i g_i a_ni pre_ni. Parallel over groups of tiles that share each block of x while it is in L2.
+// sp (h,) = sum_i g_i a_ni pre_ni; with beta (h,) (else null) the gradient instead: sx scaled by
+// scale beta_n inv_sqrt_d, s1 by scale beta_n, sp by scale. One parallel region over groups of tiles: a group packs
+// its tiles, streams x in blocks that stay in L2 while the group's tiles use them, and writes its neurons.
 template <typename T>
-void moments(const T* x, const T* g, const T* omega, const T* b, T* sx, T* s1, T* sp, long p, long d, long h,
-             T inv_sqrt_d, int threads) {
+void moments(const T* x, const T* g, const T* omega, const T* b, const T* beta, T scale, T* sx, T* s1, T* sp, long p,
+             long d, long h, T inv_sqrt_d, int threads) {
   using V = typename Simd<T>::type;
   constexpr long W = Simd<T>::width;
   const long tiles = (h + W - 1) / W, stride = d + 2;
-  Scratch<V> weights(tiles * d), biases(tiles), acc(tiles * stride);
-  pack<T>(omega, b, nullptr, d, h, inv_sqrt_d, weights.data(), biases.data(), nullptr, threads);
-  for (long j = 0; j < tiles * stride; ++j) acc[j] = V{};
   const long block = max_long(kRun, kBlockBytes / static_cast<long>(sizeof(T) * d));
   // groups handed out dynamically: a thread the OS delays (shared machines) does not hold up the others
   const long group = max_long(1, min_long(8, tiles / (4L * threads)));
   const long groups = (tiles + group - 1) / group;
 #pragma omp parallel num_threads(threads)
   {
-    Scratch<V> gated(kRun), pre(kRun);
+    Scratch<V> weights(group * d), biases(group), acc(group * stride), gated(kRun), pre(kRun);
 #pragma omp for schedule(dynamic)
     for (long q = 0; q < groups; ++q) {
-      const long t_end = min_long(tiles, (q + 1) * group);
+      const long t0 = q * group, nt = min_long(group, tiles - t0);
+      for (long j = 0; j < nt; ++j)
+        pack_tile<T>(omega, b, nullptr, d, h, inv_sqrt_d, t0 + j, weights.data() + j * d, biases.data() + j, nullptr);
+      for (long j = 0; j < nt * stride; ++j) acc[j] = V{};
       with_d(d, [&](auto D) {
-        for (long i0 = 0; i0 < p; i0 += block) {
-          const long i1 = min_long(p, i0 + block);
-          for (long t = q * group; t < t_end; ++t)
-            moments_tile<T, decltype(D)::value>(x, g, i0, i1, d, weights.data() + t * d, biases[t],
-                                                acc.data() + t * stride, gated.data(), pre.data());
-        }
+        for (long i0 = 0; i0 < p; i0 += block)
+          for (long j = 0; j < nt; ++j)
+            moments_tile<T, decltype(D)::value>(x, g, i0, min_long(p, i0 + block), d, weights.data() + j * d,
+                                                biases[j], acc.data() + j * stride, gated.data(), pre.data());
       });
+      for (long n = t0 * W; n < min_long(h, (t0 + nt) * W); ++n) {
+        const V* a = acc.data() + (n / W - t0) * stride;
+        const long l = n % W;
+        const T sb = beta ? scale * beta[n] : T(1), cw = beta ? sb * inv_sqrt_d : T(1), cp = beta ? scale : T(1);
+        for (long k = 0; k < d; ++k) sx[n * d + k] = cw * a[k][l];
+        s1[n] = sb * a[d][l];
+        sp[n] = cp * a[d + 1][l];
+      }
     }
-  }
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (long n = 0; n < h; ++n) {
-    const V* a = acc.data() + (n / W) * stride;
-    const long l = n % W;
-    for (long k = 0; k < d; ++k) sx[n * d + k] = a[k][l];
-    s1[n] = a[d][l];
-    sp[n] = a[d + 1][l];
   }
 }
 
@@ -290,32 +291,36 @@ void pattern_keys(const T* x, const T* omega, const T* b, std::uint64_t* keys, l
   using Lane = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
   constexpr long W = Simd<T>::width;
   const long tiles = (h + W - 1) / W;
-  Scratch<V> weights(tiles * d), biases(tiles);
-  pack<T>(omega, b, nullptr, d, h, inv_sqrt_d, weights.data(), biases.data(), nullptr, threads);
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads)
-  for (long t = 0; t < tiles; ++t) {
-    std::uint64_t s1[W], s2[W], count[W];
-    for (long l = 0; l < W; ++l) s1[l] = 0x243F6A8885A308D3ULL, s2[l] = 0x13198A2E03707344ULL, count[l] = 0;
-    with_d(d, [&](auto D) {
-      const Tile<T, decltype(D)::value> tile(weights.data() + t * d, biases[t], d);
-      for (long i0 = 0; i0 < p; i0 += 32) {
-        const long i1 = min_long(p, i0 + 32);
-        Mask word = Mask{};
-        for (long i = i0; i < i1; ++i)
-          word |= (tile.pre(x + i * d) > V{}) & (Mask{} + static_cast<Lane>(std::uint32_t(1) << (i - i0)));
-        for (long l = 0; l < W; ++l) {
-          const std::uint64_t bits = static_cast<std::uint32_t>(word[l]);
-          s1[l] = (s1[l] ^ bits) * 0x9E3779B97F4A7C15ULL;
-          s1[l] ^= s1[l] >> 32;
-          s2[l] = (s2[l] + bits + 1) * 0xC2B2AE3D27D4EB4FULL;
-          s2[l] ^= s2[l] >> 29;
-          count[l] += static_cast<std::uint64_t>(__builtin_popcountll(bits));
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<V> weights(d);
+#pragma omp for schedule(dynamic, 16)
+    for (long t = 0; t < tiles; ++t) {
+      std::uint64_t s1[W], s2[W], count[W];
+      for (long l = 0; l < W; ++l) s1[l] = 0x243F6A8885A308D3ULL, s2[l] = 0x13198A2E03707344ULL, count[l] = 0;
+      V bias;
+      pack_tile<T>(omega, b, nullptr, d, h, inv_sqrt_d, t, weights.data(), &bias, nullptr);
+      with_d(d, [&](auto D) {
+        const Tile<T, decltype(D)::value> tile(weights.data(), bias, d);
+        for (long i0 = 0; i0 < p; i0 += 32) {
+          const long i1 = min_long(p, i0 + 32);
+          Mask word = Mask{};
+          for (long i = i0; i < i1; ++i)
+            word |= (tile.pre(x + i * d) > V{}) & (Mask{} + static_cast<Lane>(std::uint32_t(1) << (i - i0)));
+          for (long l = 0; l < W; ++l) {
+            const std::uint64_t bits = static_cast<std::uint32_t>(word[l]);
+            s1[l] = (s1[l] ^ bits) * 0x9E3779B97F4A7C15ULL;
+            s1[l] ^= s1[l] >> 32;
+            s2[l] = (s2[l] + bits + 1) * 0xC2B2AE3D27D4EB4FULL;
+            s2[l] ^= s2[l] >> 29;
+            count[l] += static_cast<std::uint64_t>(__builtin_popcountll(bits));
+          }
         }
+      });
+      for (long l = 0; l < W && t * W + l < h; ++l) {
+        std::uint64_t* key = keys + (t * W + l) * 3;
+        key[0] = s1[l], key[1] = s2[l], key[2] = count[l];
       }
-    });
-    for (long l = 0; l < W && t * W + l < h; ++l) {
-      std::uint64_t* key = keys + (t * W + l) * 3;
-      key[0] = s1[l], key[1] = s2[l], key[2] = count[l];
     }
   }
 }
