@@ -184,3 +184,14 @@ def test_info_names_the_path(core):
     result = subprocess.run([sys.executable, "-m", "fastdyn", "info"], capture_output=True, text=True, check=True)
     assert f"cpu isa: {core.cpu_isa()} (" in result.stdout
     assert f"this CPU runs {', '.join(core.cpu_isas())};" in result.stdout
+
+
+def test_moments_buffers_are_checked_by_name(core):
+    x, omega, b, _, g = network(5, 3, 4, torch.float64)
+    sx, s1, sp = torch.empty_like(omega), torch.empty_like(b), torch.empty_like(b)
+    with pytest.raises(ValueError, match=r"onehidden_moments: sx must have shape \(h, d\) with h = 4, got \(3, 3\)"):
+        core.onehidden_moments(x, g, omega, b, sx[:3].clone(), s1, sp, threads=1)
+    with pytest.raises(TypeError, match="onehidden_moments: sp has dtype float32 but x has float64"):
+        core.onehidden_moments(x, g, omega, b, sx, s1, sp.float(), threads=1)
+    with pytest.raises(ValueError, match=r"onehidden_moments: g must have shape \(p\) with p = 5"):
+        core.onehidden_moments(x, g[:4].clone(), omega, b, sx, s1, sp, threads=1)
