@@ -60,6 +60,7 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
 FASTDYN_INSTANTIATE(float)
 FASTDYN_INSTANTIATE(double)
 #undef FASTDYN_INSTANTIATE
+#undef FASTDYN_ISA_CALL
 
 }  // namespace fastdyn::cpu
 

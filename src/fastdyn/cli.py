@@ -42,7 +42,8 @@ def _print_core_build() -> None:
     """How fastdyn._core was compiled: OpenMP or serial kernels, native CPU tuning or portable code."""
     from ._src.backends import module
 
-    info = module("cpu").build_info()
+    core = module("cpu")
+    info = core.build_info()
     if info["openmp"]:
         print(f"openmp: on (version {info['openmp']}, {info['threads']} threads by default)")
     else:
@@ -54,7 +55,6 @@ def _print_core_build() -> None:
         print("native: off (portable code, FASTDYN_NATIVE=OFF, the default; the hot one-hidden kernels pick their "
               "instruction-set path at run time)")
     print(f"compiler: {info['compiler']}; blas: {info['blas']}")
-    core = module("cpu")
     try:
         print(f"cpu isa: {core.cpu_isa()} (the path of the dispatched kernels; this CPU runs "
               f"{', '.join(core.cpu_isas())}; FASTDYN_CPU_ISA forces one)")
