@@ -195,3 +195,4 @@ def test_moments_buffers_are_checked_by_name(core):
         core.onehidden_moments(x, g, omega, b, sx, s1, sp.float(), threads=1)
     with pytest.raises(ValueError, match=r"onehidden_moments: g must have shape \(p\) with p = 5"):
         core.onehidden_moments(x, g[:4].clone(), omega, b, sx, s1, sp, threads=1)
+

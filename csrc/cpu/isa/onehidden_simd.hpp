@@ -249,7 +249,7 @@ void moments(const T* x, const T* g, const T* omega, const T* b, const T* beta, 
   using V = typename Simd<T>::type;
   constexpr long W = Simd<T>::width;
   const long tiles = (h + W - 1) / W, stride = d + 2;
-  const long block = max_long(kRun, kBlockBytes / static_cast<long>(sizeof(T) * d));
+  const long block = max_long(kRun, kBlockBytes / static_cast<long>(sizeof(T) * max_long(d, 1)));
   // groups handed out dynamically: a thread the OS delays (shared machines) does not hold up the others
   const long group = max_long(1, min_long(8, tiles / (4L * threads)));
   const long groups = (tiles + group - 1) / group;
