@@ -5,12 +5,12 @@
 // (by the linker's choice of one copy) with another path.
 //
 // Layout: neurons in SIMD lanes. A tile is one vector of W neurons (W = 8 fp32 / 4 fp64 on AVX2, 16 / 8 on
-// AVX-512, 4 / 2 on SSE2 and NEON); its weights omega / sqrt(d) are packed as d vectors ("weights", (tiles, d)),
-// padding lanes get omega = 0, b = -1 (never active), beta = 0.
+// AVX-512, 4 / 2 on SSE2 and NEON); its weights omega / sqrt(d) are packed as d vectors (pack_tile), padding lanes
+// get omega = 0, b = -1 (never active), beta = 0.
 //   forward:  runs of kRun points; per tile, the tile's weights in registers, sums[i] += beta relu(pre_i).
 //   moments:  per tile and run of points two passes through L1 buffers: pass 1 (weights in registers) stores
-//             pre_i and the gated weights g_i [pre_i > 0]; pass 2 sums them against the coordinates of x, the
-//             accumulators of up to kColumns coordinates in registers.
+//             pre_i and the gated weights g_i [pre_i > 0]; pass 2 sums them against the coordinates of x (and 1 and
+//             pre_i), up to kColumns accumulators in registers.
 // Register budget (16 vector registers on SSE2/AVX2, 32 on AVX-512/NEON): d <= kRegisterD runs with the weights in
 // registers (compile-time d), larger d reads them from L1. Each neuron's sums run over the points in a fixed order
 // (runs of kRun points summed in fresh registers, then the runs), whatever the thread schedule.
@@ -44,7 +44,7 @@ struct Simd {
 
 constexpr long kRun = 128;                // points per run (L1 buffers of kRun vectors)
 constexpr int kRegisterD = kRegisters - 6;  // weights + bias, pre, broadcast, zero, g, sum
-constexpr int kColumns = kRegisters - 4;    // pass-2 accumulators: + gated, broadcast, 2 spare
+constexpr int kColumns = kRegisters - 4;    // pass-2 accumulators; + gated, broadcast, 2 for the compiler
 constexpr long kBlockBytes = 256 * 1024;  // moments: blocks of x of about this size, shared by a group of tiles (L2)
 
 // s in every lane (s - 0 is s for every s, so this compiles to one broadcast)
