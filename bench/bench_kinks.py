@@ -12,6 +12,11 @@ shared with other jobs the CPU-time ratio is the steadier one.
 
 * attractors: the fused C++ pattern-key kernel against the torch path of the same function.
 
+Each fastdyn benchmark prints its GFLOP/s with its fraction of torch.mm's fp32 GEMM rate measured in the same run
+and the CPU instruction-set path (``FASTDYN_CPU_ISA=baseline`` forces the portable one). Flops: the gradient
+kernel does 2 p h (2 d + 2) (pre-activations 2 d, then the sums of g a x, g a, g a pre: 2 (d + 2) per neuron-point
+pair; the O(h d) chain rule is left out), the pattern keys 2 p h d.
+
 Ratios print at the end of the baseline benchmarks; the extra peak memory of one call is measured in a fresh
 subprocess (peak RSS during the call minus RSS before it). Run:
 ``python -m pytest bench/bench_kinks.py --benchmark-only -s``.
@@ -28,6 +33,7 @@ import torch
 
 import fastdyn
 from fastdyn import kinks
+from gemm_rate import rate
 from fastdyn._src.backend_torch.onehidden import gradient as torch_gradient
 
 H, P, D = 100_000, 10_000, 10
@@ -117,12 +123,18 @@ print(json.dumps(max(0, peak - before) / 2**20))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def gradient_flops(h, p):
+    return 2 * p * h * (2 * D + 2)
+
+
 def test_fastdyn_velocities(benchmark):
+    """kinks.velocities h = 1e5, p = 1e4, d = 10, fp32: 2 p h (2 d + 2) = 4.4e10 flops."""
     model, x, g = problem(H, P)
     run_once(benchmark, "fastdyn", lambda: kinks.velocities(model, x, g, backend="cpu"), rounds=3)
     mb = extra_peak_mb("fastdyn", H, P)
     print(f"\nfastdyn kinks.velocities h={H} p={P} d={D} fp32: {timing('fastdyn')}, "
           f"extra peak memory {mb:.1f} MB (target < 100 MB)")
+    print(rate("fastdyn kinks.velocities", gradient_flops(H, P), _seconds["fastdyn"]))
 
 
 def test_torch_formulation(benchmark):
@@ -133,6 +145,7 @@ def test_torch_formulation(benchmark):
     mb = extra_peak_mb("torch", H, P)
     print(f"\ntorch chunked GEMM+mask h={H} p={P}: {timing('torch')}, extra peak memory {mb:.0f} MB, "
           f"max rel. difference {err:.1e}")
+    print(rate("torch formulation (same flop count)", gradient_flops(H, P), _seconds["torch"]))
     if "fastdyn" in _seconds:
         print(f"speed-up fastdyn vs torch formulation: {ratio('torch', 'fastdyn', 10)}")
 
@@ -149,8 +162,10 @@ def test_autograd_route(benchmark):
 
 def test_fastdyn_velocities_small(benchmark):
     model, x, g = problem(H, P_SMALL)
+    """kinks.velocities h = 1e5, p = 1e3: 2 p h (2 d + 2) = 4.4e9 flops."""
     run_once(benchmark, "fastdyn_small", lambda: kinks.velocities(model, x, g, backend="cpu"), rounds=5)
     print(f"\nfastdyn h={H} p={P_SMALL}: {timing('fastdyn_small')}")
+    print(rate("fastdyn kinks.velocities", gradient_flops(H, P_SMALL), _seconds["fastdyn_small"]))
     if "fastdyn" in _seconds:
         per_pair = [_cpu_seconds[k] / (H * p) * 1e9 for k, p in (("fastdyn_small", P_SMALL), ("fastdyn", P))]
         print(f"CPU time per 1e9 neuron-point pairs: {per_pair[0]:.3f} s at h*p={H * P_SMALL:.0e}, "
@@ -158,10 +173,12 @@ def test_fastdyn_velocities_small(benchmark):
 
 
 def test_attractors_cpu(benchmark):
+    """kinks.attractors h = 1e5, p = 1e4: pattern keys 2 p h d = 2e10 flops (plus the grouping of the keys)."""
     model, x, _ = problem(H, P)
     found = run_once(benchmark, "attractors", lambda: kinks.attractors(model, x, backend="cpu"), rounds=3)
     print(f"\nfastdyn kinks.attractors (cpu) h={H} p={P}: {timing('attractors')}, "
           f"{found.n_attractors} attractors, {found.n_dead} dead")
+    print(rate("fastdyn kinks.attractors", 2 * P * H * D, _seconds["attractors"]))
 
 
 def test_attractors_torch(benchmark):

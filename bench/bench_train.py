@@ -5,6 +5,10 @@
 * autograd: the same ``fastdyn.train`` (same adaptive steps, same trajectory) with ``fused=False``.
 * plain loop: what a torch user writes: forward, alpha-trick hinge loss, ``backward()``, an Euler update.
 
+* kernels: one forward + gradient evaluation of the fused path alone (``fastdyn.onehidden`` kernels of the "cpu"
+  backend), with its GFLOP/s against torch.mm's fp32 GEMM rate measured in the same run and the CPU instruction-set
+  path (``FASTDYN_CPU_ISA=baseline`` forces the portable one).
+
 Each run makes STEPS accepted steps (the adaptive flow may also retry); the time per step is the best of the
 rounds. The ratios print at the end of the last benchmark. Run:
 ``python -m pytest bench/bench_train.py --benchmark-only -s``.
@@ -17,6 +21,8 @@ import torch
 
 import fastdyn
 from fastdyn import data, train
+from fastdyn._src.backends import module
+from gemm_rate import rate
 
 P, D, H = 1000, 10, 10_000
 STEPS = 20
@@ -64,6 +70,27 @@ def autograd_train(model, x, y, steps):
 @pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs the compiled CPU backend")
 def test_fused_train(benchmark):
     _run(benchmark, "fused train", fused_train)
+
+
+@pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs the compiled CPU backend")
+def test_fused_forward_gradient_kernels(benchmark):
+    """onehidden_forward + onehidden_gradient, p = 1000, d = 10, h = 1e4, fp32: counted as 2 p d h + 2 p (d + 2) h
+    = 4.4e8 flops (pre-activations once, then the gradient sums; the kernels compute the pre-activations twice)."""
+    model, x, _ = problem()
+    core, threads = module("cpu"), torch.get_num_threads()
+    omega, b, beta = (t.detach() for t in (model.omega, model.b, model.beta))
+    out, g = torch.empty(P), torch.randn(P, generator=torch.Generator().manual_seed(1)) / P
+    grads = [torch.empty_like(t) for t in (omega, b, beta)]
+
+    def evaluate():
+        core.onehidden_forward(x, omega, b, beta, out, scale=model.output_scale, threads=threads)
+        core.onehidden_gradient(x, g, omega, b, beta, *grads, scale=model.output_scale, threads=threads)
+
+    evaluate()
+    benchmark.pedantic(evaluate, rounds=50, iterations=1, warmup_rounds=2)
+    seconds = benchmark.stats.stats.min
+    print(f"\nfused forward + gradient p={P} d={D} h={H} fp32: {1e3 * seconds:.2f} ms (best of 50)")
+    print(rate("fused forward + gradient", 2 * P * D * H + 2 * P * (D + 2) * H, seconds))
 
 
 def test_autograd_train(benchmark):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fastdyn._src.backends import cpu_isa
 from fastdyn.cli import main
 from fastdyn.experiments import REGISTRY, run_experiment
 from fastdyn.sweep import parse_grid, points, sweep
@@ -36,6 +37,7 @@ def test_run_writes_the_promised_files(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["p"] == 40 and results["quick"] is True
+    assert results["cpu_isa"] == cpu_isa()  # the CPU kernels' instruction-set path, None without _core
     summary = results["summary"]
     assert set(summary) == {"alpha=0.01", "alpha=100"}
     assert all(0 <= s["test_err"] <= 1 and s["steps"] <= 60 for s in summary.values())

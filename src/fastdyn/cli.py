@@ -42,17 +42,24 @@ def _print_core_build() -> None:
     """How fastdyn._core was compiled: OpenMP or serial kernels, native CPU tuning or portable code."""
     from ._src.backends import module
 
-    info = module("cpu").build_info()
+    core = module("cpu")
+    info = core.build_info()
     if info["openmp"]:
         print(f"openmp: on (version {info['openmp']}, {info['threads']} threads by default)")
     else:
         print("openmp: off (the compiler had no OpenMP: the cpu kernels run serially)")
     if info["native"]:
-        print("native: on (-march=native, FASTDYN_NATIVE=ON: tuned for the CPU that built it; a wheel built so "
-              "runs on that kind of CPU only, build with FASTDYN_NATIVE=OFF for a portable one)")
+        print("native: on (-march=native, FASTDYN_NATIVE=ON: the non-dispatched kernels tuned for the CPU that built "
+              "it; a wheel built so runs on that kind of CPU only)")
     else:
-        print("native: off (portable code, FASTDYN_NATIVE=OFF)")
+        print("native: off (portable code, FASTDYN_NATIVE=OFF, the default; the hot one-hidden kernels pick their "
+              "instruction-set path at run time)")
     print(f"compiler: {info['compiler']}; blas: {info['blas']}")
+    try:
+        print(f"cpu isa: {core.cpu_isa()} (the path of the dispatched kernels; this CPU runs "
+              f"{', '.join(core.cpu_isas())}; FASTDYN_CPU_ISA forces one)")
+    except ValueError as error:  # FASTDYN_CPU_ISA names a path this CPU cannot run
+        print(f"cpu isa: error: {error}")
 
 
 def _print_operations(available: list[str]) -> None:

@@ -89,6 +89,13 @@ def module(name: str) -> ModuleType:
     return loaded
 
 
+def cpu_isa() -> str | None:
+    """The instruction-set path of the "cpu" backend's dispatched kernels ("baseline", "avx2" or "avx512": the
+    best this CPU runs, or the one ``FASTDYN_CPU_ISA`` forces), for result records; None without fastdyn._core."""
+    loaded, _ = _probe("cpu")
+    return None if loaded is None else loaded.cpu_isa()
+
+
 def build_status() -> dict[str, str]:
     """Whether the compiled extensions were built and import, for diagnostics and CI."""
     status = {}

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .._src.backends import cpu_isa
+
 REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
     "deep-linear": "fastdyn.experiments.deep_linear",
@@ -104,6 +106,7 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides
     (out / "config.json").write_text(json.dumps(meta, indent=2))
     start = time.perf_counter()
     summary = experiment.run(config, out, progress=progress)
-    meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2))
+    # the CPU kernels' instruction-set path: results of different paths agree to rounding, not bitwise
+    meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2), cpu_isa=cpu_isa())
     (out / "results.json").write_text(json.dumps(meta, indent=2, default=float))
     return summary
