@@ -41,7 +41,7 @@ class FlowOptions:
     method: str = "auto"
     dt: float = 1.0
     max_dout: float = 0.1
-    tol: float = 1e-3
+    tol: float = 1e-2
     max_dgrad: float = 1e-4
     min_dt: float = 1e-30
     waive_below: float = 1e-2

@@ -21,6 +21,7 @@ from .schedule import SnapshotSchedule
 from .state import RunState
 from .steppers import FlowStepper, SGDStepper
 from . import exact
+from ..backends import cpu_isa
 from ..registry import supported
 
 DYNAMICS = ("flow", "sgd")
@@ -312,9 +313,10 @@ class _Session:
 def _engine(stepper, problem: Problem) -> str:
     """What integrated the run, in words (recorded in the result)."""
     evaluator = problem.evaluator
-    kernels = f"fused {evaluator.backend} kernels" if evaluator.fused else "torch autograd"
+    backend = f"cpu, {cpu_isa()}" if evaluator.fused and evaluator.backend == "cpu" else evaluator.backend
+    kernels = f"fused {backend} kernels" if evaluator.fused else "torch autograd"
     if isinstance(stepper, exact.NativeFlowStepper):
-        return f"flow, exact method, C++ loop ({evaluator.backend})"
+        return f"flow, exact method, C++ loop ({backend})"
     if isinstance(stepper, exact.ExactFlowStepper):
         return f"flow, exact method, Python steps ({kernels})"
     if isinstance(stepper, FlowStepper):
