@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -122,9 +121,6 @@ class HingeFlow {
     }
     return worst;
   }
-
-  long p() const { return p_; }
-  const T* y() const { return y_; }
 
  private:
   const T *x_, *y_, *f0_;
