@@ -69,8 +69,9 @@ def assert_close(actual, expected, dtype=torch.float64, *, rtol=None, scale=None
     or of each row (dim 0) when ``rows=True`` (per-neuron quantities, whose magnitudes differ by orders).
     ``expected`` should be an fp64 oracle, also for fp32 paths.
     """
-    actual = torch.as_tensor(actual).detach().double().cpu()
-    expected = torch.as_tensor(expected).detach().double().cpu()
+    # dtype=float64 in as_tensor: a Python float would otherwise become a float32 tensor first.
+    actual = torch.as_tensor(actual, dtype=torch.float64).detach().cpu()
+    expected = torch.as_tensor(expected, dtype=torch.float64).detach().cpu()
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     if not actual.numel():
         return
