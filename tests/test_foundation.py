@@ -231,4 +231,6 @@ def test_threads_follow_torch(cpu_backend):
         one = fused.forward(model, x, backend=cpu_backend)
     finally:
         torch.set_num_threads(before)
-    assert_close(one, fused.forward(model, x, backend=cpu_backend), torch.float64)
+    expected = reference_forward(model, x)
+    assert_close(one, expected)
+    assert_close(fused.forward(model, x, backend=cpu_backend), expected)
