@@ -1,14 +1,24 @@
 """The command line and fastdyn.sweep, end to end on tiny configurations."""
+import ast
 import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from fastdyn._src.backends import cpu_isa
+import fastdyn
+from fastdyn._src import registry
+from fastdyn._src.backends import cpu_isa, module
 from fastdyn.cli import main
 from fastdyn.experiments import REGISTRY, run_experiment
 from fastdyn.sweep import parse_grid, points, sweep
+
+from conftest import expected_backends
 
 TINY = ["p=40", "p_test=100", "h=24", "max_steps=60", "grid=11"]
 
@@ -18,6 +28,43 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _set(items):
     return [arg for item in items for arg in ("--set", item)]
+
+
+def _installed_command():
+    """The ``fastdyn`` console script installed beside this interpreter."""
+    script = shutil.which("fastdyn", path=str(Path(sys.executable).parent))
+    assert script, f"no fastdyn console script next to {sys.executable}"
+    return [script]
+
+
+@pytest.mark.parametrize("command", [_installed_command, lambda: [sys.executable, "-m", "fastdyn"]],
+                         ids=["console-script", "python-m"])
+def test_info_of_the_installed_package(tmp_path, command):
+    """`fastdyn info` run from outside the tree prints a working install: _core built, every expected backend
+    available, how _core was built and which instruction-set path it takes, and what runs where."""
+    printed = subprocess.run([*command(), "info"], cwd=tmp_path, capture_output=True, text=True, check=True,
+                             timeout=120).stdout
+    lines = {line.split(":")[0]: line for line in printed.splitlines()}
+    available = ast.literal_eval(lines["backends"].partition(": ")[2])
+    assert available == fastdyn.available_backends()
+    assert set(expected_backends()) <= set(available)
+    for name in available:
+        assert re.search(rf"^{name} +available$", printed, re.M), name
+    assert ast.literal_eval(lines["build"].partition(": ")[2])["_core"] == "built"
+    core = module("cpu")
+    info = core.build_info()
+    if info["openmp"]:
+        assert lines["openmp"].startswith(f"openmp: on (version {info['openmp']}, ")
+    else:
+        assert lines["openmp"].startswith("openmp: off")
+    assert lines["native"].startswith(f"native: {'on' if info['native'] else 'off'} (")
+    assert f"blas: {info['blas']}" in lines["compiler"] and "OpenBLAS" in info["blas"]
+    assert lines["cpu isa"].startswith(f"cpu isa: {core.cpu_isa()} (") and ", ".join(core.cpu_isas()) in printed
+    for operation in registry.OPERATIONS:
+        row = re.search(rf"^  {re.escape(operation)} +(.*)$", printed, re.M)
+        assert row, operation
+        runs_here = {name for name in row.group(1).split() if not name.startswith("[")}
+        assert runs_here == set(registry.supported(operation)) & set(available), operation
 
 
 def test_list(capsys):
