@@ -98,7 +98,7 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
         mixed_precision: float64 "subspace" on "cpu" only: iterate on a float32 copy of K first, then refine to
             the same float64 tol mostly with float32 products (about 1.5x faster, results as accurate). None: on
             when the float32 copies (one per matrix solved at once) fit in 1 GiB.
-        seed: seed of the subspace solver's random start.
+        seed: seed of the subspace solver's random start, an int in [0, 2**64); results differ only within tol.
 
     Returns:
         :class:`KernelPCA`.
@@ -113,6 +113,7 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
     name = registry.dispatch("kpca.full", backend, kind.device, what="kpca")[0]
     solver = _choose_solver(solver, name, k, n)
     tol = _check_tol(tol, kind.dtype)
+    seed = _check_seed(seed)
     if mixed_precision is not None and not isinstance(mixed_precision, bool):
         raise TypeError(f"mixed_precision must be True, False or None, got {mixed_precision!r}")
     _check_memory(name, solver, batch, n, k, K3.element_size(), kind.device)
@@ -233,6 +234,14 @@ def _check_tol(tol: float | None, dtype: torch.dtype) -> float:
     if not 0 < float(tol) < 1:
         raise ValueError(f"tol must be in (0, 1) (a residual relative to the largest eigenvalue), got {tol}")
     return float(tol)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return int(seed)
 
 
 def _result(kind: ArrayKind, batched: bool, values, vectors, projections, cumulative, alignment, backend, solver,
