@@ -1,4 +1,5 @@
-"""fastdyn.observables and fastdyn.kernel_methods on known cases and against numpy / scikit-learn."""
+"""fastdyn.observables and fastdyn.kernel_methods on known cases and against numpy / scikit-learn (errors:
+test_input_errors.py)."""
 import numpy as np
 import pytest
 import torch
@@ -112,19 +113,13 @@ def brute_force_mi(x, y, k):
     return max(0.0, mi)
 
 
-def test_mutual_information_small_classes_and_errors():
+def test_mutual_information_small_classes():
     # Tiny samples: compare with the definition (sklearn's KD-tree distance sqrt(d^2) sometimes rounds below d
     # and counts the k-th neighbour too, which matters for 10 points but averages out on the 600 above).
     x = np.random.default_rng(11).standard_normal(10) + np.arange(10.0)
     y = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2])  # class 2 alone: dropped; class 1 uses k = 3
     for k in (1, 3, 5):
         assert observables.mutual_information(x, y, k=k) == pytest.approx(brute_force_mi(x, y, k), abs=1e-12)
-    with pytest.raises(ValueError, match="shape"):
-        observables.mutual_information(np.zeros((5, 2)), np.zeros(4))
-    with pytest.raises(ValueError, match="NaN"):
-        observables.mutual_information(np.array([0.0, np.nan]), np.array([0, 0]))
-    with pytest.raises(ValueError, match="once"):
-        observables.mutual_information(np.arange(3.0), np.array([0, 1, 2]))
 
 
 @pytest.mark.parametrize("kind", ["entropy", "participation"])
@@ -146,8 +141,6 @@ def test_intrinsic_dimension_of_embedded_gaussian():
     X = rng.standard_normal((2000, 3)) @ embed.T + 5.0
     assert observables.intrinsic_dimension(X) == pytest.approx(3.0, abs=0.3)
     assert observables.intrinsic_dimension(rng.standard_normal((2000, 6))) == pytest.approx(6.0, abs=0.6)
-    with pytest.raises(ValueError, match="N >= 3"):
-        observables.intrinsic_dimension(np.zeros((2, 4)))
 
 
 @pytest.mark.parametrize("fit", [kernel_methods.svc_error, kernel_methods.kernel_ridge_error])
@@ -176,12 +169,3 @@ def test_kernel_ridge_multiclass_and_knn():
     knn = kernel_methods.knn_error(X[:200], y[:200], X[200:], y[200:], k=5)
     assert ridge.test_error < 0.05 and knn.test_error < 0.05
     assert knn.test_error == pytest.approx(np.mean(knn.estimator.predict(X[200:]) != y[200:]))
-
-
-def test_kernel_methods_reject_bad_shapes():
-    with pytest.raises(ValueError, match="K_test_train"):
-        kernel_methods.svc_error(np.eye(4), np.array([1, -1, 1, -1]), np.zeros((2, 3)), np.array([1, -1]))
-    with pytest.raises(ValueError, match="square"):
-        kernel_methods.svc_error(np.zeros((4, 3)), np.array([1, -1, 1, -1]), np.zeros((2, 3)), np.array([1, -1]))
-    with pytest.raises(ValueError, match="y_train"):
-        kernel_methods.svc_error(np.eye(4), np.array([1, -1]), np.zeros((2, 4)), np.array([1, -1]))

@@ -92,7 +92,7 @@ def mutual_information(features, y, k: int = 5):
     classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
     keep = counts[codes] > 1
     if not keep.any():
-        raise ValueError("every label occurs once; the estimator needs at least two points of some class")
+        raise ValueError("every label of y occurs once; the estimator needs at least two points of some class")
     codes, columns = codes[keep], columns[keep]
     counts = np.bincount(codes, minlength=len(classes))
     n_kept = codes.shape[0]
