@@ -109,6 +109,8 @@ BAD_INPUT = [
                  r"X must be \(N, D\) with N >= 3", id="intrinsic-X-size"),
     pytest.param(lambda: observables.intrinsic_dimension(np.full((5, 2), np.nan)), ValueError, "X contains NaN",
                  id="intrinsic-X-nan"),
+    pytest.param(lambda: observables.intrinsic_dimension(np.zeros((4, 2))), ValueError,
+                 "X has 0 point.s. whose nearest neighbour is not a duplicate", id="intrinsic-X-duplicates"),
     *[pytest.param(lambda f=f: observables.intrinsic_dimension(points_2d(), fraction=f), ValueError,
                    r"fraction must be in \(0, 1\]", id=f"intrinsic-fraction-{f}") for f in (0.0, 1.5)],
     # kernel_methods
