@@ -46,6 +46,7 @@ def test_torch_output_and_dtype():
     x, y, xt, yt = data.sphere(10, 3, p_test=5, dtype=torch.float64)
     assert x.dtype == np.float64 and yt.shape == (5,)
     assert np.array_equal(data.stripe(10, 3, as_torch=True).x.numpy(), data.stripe(10, 3).x)
+    assert all(a.device.type == "meta" for a in data.parity(10, 3, as_torch=True, device="meta"))
 
 
 def test_digits():
