@@ -77,15 +77,6 @@ def test_generator_deterministic_and_semantics():
     assert a.targets[item, feature] == -1 and (a.targets[under, feature] > 0).sum() == len(under) - 1
 
 
-def test_generator_rejects_bad_input():
-    with pytest.raises(ValueError, match="flip"):
-        hierarchical(flip=1.5)
-    with pytest.raises(ValueError, match="branching"):
-        hierarchical(branching=1)
-    with pytest.raises(ValueError, match="share P"):
-        correlation_svd(np.eye(8), np.ones((7, 3)))
-
-
 def test_correlation_svd(data):
     u, s, v = correlation_svd(data.inputs, data.targets)
     sigma = data.targets.T @ data.inputs / data.n_items
@@ -116,14 +107,17 @@ def test_reduced_integrator_matches_torch_autograd(widths, method, dt):
 def test_train_rejects_bad_input(data, svd):
     u, _, v = svd
     weights = dl.init_weights([8, N_FEATURES], 1.0, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="method must be 'rk4' or 'gd'"):
         dl.train(weights, data, lr=1.0, epochs=1, dt=1.0, method="euler", u=u, v=v, feature=0)
-    with pytest.raises(ValueError, match="chain"):
+    for dt, epochs in ((0.0, 1), (float("nan"), 1), (1.0, -1)):
+        with pytest.raises(ValueError, match=f"need dt > 0 and epochs >= 0, got dt={dt}, epochs={epochs}"):
+            dl.train(weights, data, lr=1.0, epochs=epochs, dt=dt, method="gd", u=u, v=v, feature=0)
+    with pytest.raises(ValueError, match="weights must chain"):
         dl.train(dl.init_weights([8, 5, 7, N_FEATURES], 1.0, np.random.default_rng(0))[::2], data, lr=1.0, epochs=1,
                  dt=1.0, method="gd", u=u, v=v, feature=0)
-    with pytest.raises(ValueError, match="feature"):
+    with pytest.raises(ValueError, match="feature must index one of the 2000 features"):
         dl.train(weights, data, lr=1.0, epochs=1, dt=1.0, method="gd", u=u, v=v, feature=N_FEATURES)
-    with pytest.raises(ValueError, match="column space"):
+    with pytest.raises(ValueError, match="u must span the column space"):
         dl.train(weights, data, lr=1.0, epochs=1, dt=1.0, method="gd", u=u[:, :4], v=v[:, :4], feature=0)
 
 

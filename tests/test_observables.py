@@ -1,10 +1,12 @@
-"""fastdyn.observables and fastdyn.kernel_methods on known cases and against numpy / scikit-learn."""
+"""fastdyn.observables and fastdyn.kernel_methods on known cases and against numpy / scikit-learn (errors:
+test_input_errors.py)."""
 import numpy as np
 import pytest
 import torch
 from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_classif
 
+from conftest import assert_close
 from fastdyn import kernel_methods, observables
 from fastdyn import kpca
 
@@ -27,6 +29,18 @@ def test_alignment_known_cases():
     Kc = centred(K)
     expected = yc @ Kc @ yc / (yc @ yc * np.linalg.norm(Kc))
     assert observables.alignment(K, y, center=True) == pytest.approx(expected, rel=1e-12)
+
+
+def test_alignment_batch_of_kernels_with_one_label_vector_each():
+    rng = np.random.default_rng(12)
+    K = np.stack([gram(rng.standard_normal((17, 3))) for _ in range(3)])
+    y = rng.standard_normal((3, 17))
+    plain = [y[b] @ K[b] @ y[b] / (y[b] @ y[b] * np.linalg.norm(K[b])) for b in range(3)]
+    yc = y - y.mean(1, keepdims=True)
+    Kc = centred(K)
+    centre = [yc[b] @ Kc[b] @ yc[b] / (yc[b] @ yc[b] * np.linalg.norm(Kc[b])) for b in range(3)]
+    assert_close(observables.alignment(K, y), plain)
+    assert_close(observables.alignment(K, y, center=True), centre)
 
 
 def test_alignment_batched_and_torch():
@@ -112,19 +126,13 @@ def brute_force_mi(x, y, k):
     return max(0.0, mi)
 
 
-def test_mutual_information_small_classes_and_errors():
+def test_mutual_information_small_classes():
     # Tiny samples: compare with the definition (sklearn's KD-tree distance sqrt(d^2) sometimes rounds below d
     # and counts the k-th neighbour too, which matters for 10 points but averages out on the 600 above).
     x = np.random.default_rng(11).standard_normal(10) + np.arange(10.0)
     y = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2])  # class 2 alone: dropped; class 1 uses k = 3
     for k in (1, 3, 5):
         assert observables.mutual_information(x, y, k=k) == pytest.approx(brute_force_mi(x, y, k), abs=1e-12)
-    with pytest.raises(ValueError, match="shape"):
-        observables.mutual_information(np.zeros((5, 2)), np.zeros(4))
-    with pytest.raises(ValueError, match="NaN"):
-        observables.mutual_information(np.array([0.0, np.nan]), np.array([0, 0]))
-    with pytest.raises(ValueError, match="once"):
-        observables.mutual_information(np.arange(3.0), np.array([0, 1, 2]))
 
 
 @pytest.mark.parametrize("kind", ["entropy", "participation"])
@@ -140,14 +148,48 @@ def test_effective_rank(kind):
     np.testing.assert_allclose(batch, [expected, 4.0], rtol=1e-12)
 
 
+def test_effective_rank_entropy_drops_negative_eigenvalues():
+    rotation, _ = np.linalg.qr(np.random.default_rng(13).standard_normal((5, 5)))
+    values = np.array([3.0, 1.0, 0.5, -0.5, -1e-3])
+    p = np.array([3.0, 1.0, 0.5]) / 4.5
+    expected = np.exp(-(p * np.log(p)).sum())
+    # np.float64: assert_close reads a Python float as float32
+    assert_close(np.float64(observables.effective_rank(rotation @ np.diag(values) @ rotation.T)), expected)
+
+
+def twonn_by_definition(X, fraction):
+    """TwoNN from the pairwise distances: mu = r2 / r1 (r1 = 0 dropped), slope of -log(1 - i/n) on log mu_(i)."""
+    distances = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    np.fill_diagonal(distances, np.inf)
+    r1, r2 = np.sort(distances, axis=1)[:, :2].T
+    mu = np.sort(r2[r1 > 0] / r1[r1 > 0])
+    used = max(2, int(np.floor(len(mu) * fraction)))
+    x, target = np.log(mu[:used]), -np.log(1 - np.arange(used) / len(mu))
+    return np.sum(x * target) / np.sum(x * x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_intrinsic_dimension_fraction_against_the_definition(dtype):
+    rng = np.random.default_rng(14)
+    embed, _ = np.linalg.qr(rng.standard_normal((9, 4)))
+    X = torch.tensor(rng.standard_normal((601, 4)) @ embed.T, dtype=dtype)
+    estimates = {}
+    for fraction in (1e-4, 0.3, 0.9, 1.0):  # 1e-4: the fit's least, two ratios
+        estimates[fraction] = np.float64(observables.intrinsic_dimension(X, fraction=fraction))
+        assert_close(estimates[fraction], twonn_by_definition(X.double().numpy(), fraction), dtype)
+    assert len(set(estimates.values())) == 4
+    assert estimates[0.9] == pytest.approx(4.0, abs=0.5)
+    # Duplicated points (r1 = 0) are dropped; their neighbours' ratios (r2 = r1, mu = 1) are kept.
+    X = torch.cat([X, X[:7]])
+    assert_close(np.float64(observables.intrinsic_dimension(X)), twonn_by_definition(X.double().numpy(), 0.9), dtype)
+
+
 def test_intrinsic_dimension_of_embedded_gaussian():
     rng = np.random.default_rng(8)
     embed, _ = np.linalg.qr(rng.standard_normal((10, 3)))
     X = rng.standard_normal((2000, 3)) @ embed.T + 5.0
     assert observables.intrinsic_dimension(X) == pytest.approx(3.0, abs=0.3)
     assert observables.intrinsic_dimension(rng.standard_normal((2000, 6))) == pytest.approx(6.0, abs=0.6)
-    with pytest.raises(ValueError, match="N >= 3"):
-        observables.intrinsic_dimension(np.zeros((2, 4)))
 
 
 @pytest.mark.parametrize("fit", [kernel_methods.svc_error, kernel_methods.kernel_ridge_error])
@@ -166,6 +208,56 @@ def test_kernel_classifiers_learn_a_linear_rule(fit):
     assert fit(K_blind[train, train], y[train], K_blind[test, train], y[test]).test_error > 0.3
 
 
+def noisy_rbf_problem(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((120, 3))
+    y = np.where(X[:, 0] + 0.8 * rng.standard_normal(120) > 0, 1, -1)
+    K = np.exp(-((X[:, None] - X[None]) ** 2).sum(-1) / 2)
+    return X, y, K
+
+
+def test_kernel_ridge_ridge_against_the_closed_form():
+    X, y, K = noisy_rbf_problem(15)
+    train, test = slice(0, 80), slice(80, 120)
+    classes = np.array(["neg", "pos"])
+    labels = classes[(y > 0).astype(int)]  # non-numeric classes: +1 is the second of the sorted classes
+    errors = {}
+    for ridge in (1e-6, 30.0):
+        coefficients = np.linalg.solve(K[train, train] + ridge * np.eye(80), y[train].astype(float))
+        expected = [np.mean(np.sign(K[part, train] @ coefficients) != y[part]) for part in (test, train)]
+        fit = kernel_methods.kernel_ridge_error(K[train, train], labels[train], K[test, train], labels[test],
+                                                ridge=ridge)
+        assert [fit.test_error, fit.train_error] == pytest.approx(expected, abs=1e-12)
+        errors[ridge] = fit.train_error
+    assert errors[1e-6] == 0 < errors[30.0]  # interpolation, and a ridge that is not ignored
+
+
+def test_svc_passes_C_and_options_to_sklearn():
+    X, y, K = noisy_rbf_problem(16)
+    fits = {C: kernel_methods.svc_error(K[:80, :80], y[:80], K[80:, :80], y[80:], C=C, class_weight="balanced")
+            for C in (0.01, 1e4)}
+    for C, fit in fits.items():
+        assert fit.estimator.C == C and fit.estimator.class_weight == "balanced"
+        assert fit.train_error == pytest.approx(np.mean(fit.estimator.predict(K[:80, :80]) != y[:80]))
+    assert fits[1e4].train_error < fits[0.01].train_error
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_knn_against_a_brute_force_vote(k):
+    X, y, _ = noisy_rbf_problem(17)
+    train, test = slice(0, 80), slice(80, 120)
+
+    def vote(queries):
+        distances = ((queries[:, None] - X[train][None]) ** 2).sum(-1)
+        nearest = np.argsort(distances, axis=1)[:, :k]
+        return np.where(y[train][nearest].sum(1) > 0, 1, -1)
+
+    fit = kernel_methods.knn_error(X[train], y[train], X[test], y[test], k=k)
+    assert fit.test_error == np.mean(vote(X[test]) != y[test])
+    assert fit.train_error == np.mean(vote(X[train]) != y[train])
+    assert k > 1 or fit.train_error == 0
+
+
 def test_kernel_ridge_multiclass_and_knn():
     rng = np.random.default_rng(10)
     centres = rng.standard_normal((3, 5)) * 8
@@ -176,12 +268,3 @@ def test_kernel_ridge_multiclass_and_knn():
     knn = kernel_methods.knn_error(X[:200], y[:200], X[200:], y[200:], k=5)
     assert ridge.test_error < 0.05 and knn.test_error < 0.05
     assert knn.test_error == pytest.approx(np.mean(knn.estimator.predict(X[200:]) != y[200:]))
-
-
-def test_kernel_methods_reject_bad_shapes():
-    with pytest.raises(ValueError, match="K_test_train"):
-        kernel_methods.svc_error(np.eye(4), np.array([1, -1, 1, -1]), np.zeros((2, 3)), np.array([1, -1]))
-    with pytest.raises(ValueError, match="square"):
-        kernel_methods.svc_error(np.zeros((4, 3)), np.array([1, -1, 1, -1]), np.zeros((2, 3)), np.array([1, -1]))
-    with pytest.raises(ValueError, match="y_train"):
-        kernel_methods.svc_error(np.eye(4), np.array([1, -1]), np.zeros((2, 4)), np.array([1, -1]))

@@ -48,6 +48,24 @@ def test_dispatch_narrows_and_names_the_work():
         registry.dispatch("onehidden.forward", "cuda", torch.device("cpu"))
 
 
+def test_unknown_operations_and_backend_names_are_refused():
+    with pytest.raises(KeyError, match="unknown operation 'no.such.operation'"):
+        registry.supported("no.such.operation")
+    with pytest.raises(ValueError, match=r"backend 'torch' does not implement kpca.topk; it runs on \("):
+        registry.implementation("kpca.topk", "torch")
+    for probe in (fastdyn.why_unavailable, backends.module):
+        with pytest.raises(ValueError, match="backend must be one of .* or 'auto', got 'gpu'"):
+            probe("gpu")
+
+
+def test_auto_without_a_usable_backend_says_why(monkeypatch):
+    monkeypatch.delenv("FASTDYN_BACKEND", raising=False)
+    monkeypatch.setattr(backends, "_probe", lambda name: (None, f"{name} switched off"))
+    with pytest.raises(ValueError, match="no backend available for kernel k on cpu arrays; status: .*'torch': "
+                                         "'torch switched off'"):
+        backends.resolve("auto", torch.device("cpu"), what="kernel k")
+
+
 def test_auto_picks_the_first_available_registered_backend():
     expected = next(b for b in ("cpu", "numba", "torch")
                     if b in registry.supported("onehidden.gradient") and b in fastdyn.available_backends())

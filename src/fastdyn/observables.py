@@ -92,7 +92,7 @@ def mutual_information(features, y, k: int = 5):
     classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
     keep = counts[codes] > 1
     if not keep.any():
-        raise ValueError("every label occurs once; the estimator needs at least two points of some class")
+        raise ValueError("every label of y occurs once; the estimator needs at least two points of some class")
     codes, columns = codes[keep], columns[keep]
     counts = np.bincount(codes, minlength=len(classes))
     n_kept = codes.shape[0]
@@ -135,8 +135,8 @@ def intrinsic_dimension(X, *, fraction: float = 0.9) -> float:
     """TwoNN intrinsic dimension of a point cloud X (N, D) (Facco et al. 2017).
 
     mu_i = r2_i / r1_i from each point's two nearest neighbours (duplicates, r1 = 0, dropped); with the empirical
-    CDF F(mu_(i)) = i / N of the sorted ratios, fit -log(1 - F) = d log(mu) through the origin on the ``fraction``
-    smallest ratios (the largest are noisy) and return d.
+    CDF F(mu_(i)) = i / N of the sorted ratios (i = 0..N-1), fit -log(1 - F) = d log(mu) through the origin on the
+    ``fraction`` smallest ratios (at least two; the largest are noisy) and return d.
     """
     neighbors = require("sklearn.neighbors", "experiments", "fastdyn.observables.intrinsic_dimension")
 
@@ -152,8 +152,10 @@ def intrinsic_dimension(X, *, fraction: float = 0.9) -> float:
     valid = r1 > 0
     mu = np.sort(r2[valid] / r1[valid])
     n = mu.shape[0]
+    if n < 2:
+        raise ValueError(f"X has {n} point(s) whose nearest neighbour is not a duplicate; TwoNN needs at least 2")
     cdf = np.arange(n) / n
-    used = max(1, int(np.floor(n * fraction)))
+    used = max(2, int(np.floor(n * fraction)))  # the first ratio has F = 0: alone, it fits d = 0
     x, target = np.log(mu[:used]), -np.log1p(-cdf[:used])
     return float(x @ target / (x @ x))
 
