@@ -2,8 +2,6 @@
 import copy
 import importlib.metadata
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,33 +14,7 @@ from fastdyn._src import arrays, backends as _backends
 from fastdyn.models import OneHidden
 from fastdyn._src.backend_torch.onehidden import forward as torch_forward
 
-from conftest import CPU_BACKENDS, HAS_CUDA, assert_close, requires_cuda
-
-REPO = Path(__file__).resolve().parents[1]
-
-# Prepended to every run_installed script: report(**values) prints them, with where fastdyn was imported from.
-_REPORT = """
-import json, sys
-import fastdyn
-from fastdyn._src.backends import module
-def report(**values):
-    imported = {"fastdyn": fastdyn.__file__, "_core": module("cpu").__file__, "build": fastdyn.build_status()["_core"]}
-    print(json.dumps({"imported": imported, **values}))
-"""
-
-
-def run_installed(code: str, cwd, *args: str, timeout: float = 300) -> dict:
-    """Run ``code`` (which ends by calling ``report(**values)``) in a fresh interpreter started in ``cwd``, outside
-    the source tree; check it imported this process's fastdyn and compiled ``_core``, and return the values."""
-    assert not Path(cwd).resolve().is_relative_to(REPO), f"{cwd} is inside the source tree"
-    done = subprocess.run([sys.executable, "-c", _REPORT + code, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    values = json.loads(done.stdout.splitlines()[-1])
-    here = {"fastdyn": fastdyn.__file__, "_core": _backends.module("cpu").__file__, "build": "built"}
-    assert values.pop("imported") == here, "the subprocess imported another fastdyn, or one without _core"
-    return values
-
+from conftest import CPU_BACKENDS, HAS_CUDA, REPO, assert_close, requires_cuda, run_installed
 
 def make(d=5, h=37, p=11, dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from test_foundation import run_installed
+from conftest import run_installed
 
 POINTS, NEURONS, DIM = 2000, 50_000, 10         # forward, gradient, kink velocities
 NTK_POINTS, NTK_NEURONS = 100, 1_000_000        # the closed-form NTK (cost ~ points^2 x neurons)
