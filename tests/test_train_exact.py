@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-import fastdyn
 from fastdyn import train
 from fastdyn.data import stripe
 from fastdyn.models import OneHidden
 from fastdyn._src.train.exact import advance
 
-NATIVE = "cpu" in fastdyn.available_backends()
-needs_native = pytest.mark.skipif(not NATIVE, reason="no compiled backend")
+from conftest import CPU_BACKENDS
+
+needs_native = pytest.mark.needs_backend("cpu")  # the C++ loop; fails where "cpu" should be built (conftest.py)
 
 
 def _problem(p=23, d=3, h=11, seed=0, dtype=torch.float64):
@@ -55,7 +55,7 @@ def test_advance_solves_the_frozen_pattern_ode():
     assert torch.equal(got[0][0], omega[0]) and got[2][0] == beta[0]
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("cpu", marks=needs_native)])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_moments_give_the_autograd_hinge_gradient(backend):
     """beta u, beta ub, q of the active points are grad L by omega, b, beta (autograd of the full hinge loss)."""
     from fastdyn._src.train.evaluate import Evaluator, Problem
