@@ -697,3 +697,19 @@ def test_train_errors_name_the_argument(case, error, match):
     kwargs.update(case(x, y))
     with pytest.raises(error, match=match):
         train(**kwargs)
+
+
+def test_sgd_stopped_by_an_overflowing_loss_keeps_its_snapshots_in_order():
+    """Outputs still finite but a loss that overflows (mse of F ~ 1e190): the step is undone like a NaN, and no
+    snapshot of it is left behind (the snapshots stay in step order and end at the weights the model holds)."""
+    x, y, _, _ = stripe()
+    torch.manual_seed(4)
+    model = FCNet([3, 16, 1], act="relu", dtype=torch.float64)
+    result = train(model, x, y, loss="mse", dynamics="sgd", lr=1e3, batch_size=8, momentum=0.9, seed=4,
+                   max_steps=300)
+    assert result.stop_reason == "nonfinite" and result.step > 0
+    steps = [s.step for s in result.snapshots]
+    assert steps == sorted(set(steps)) and steps[-1] == result.step
+    assert all(math.isfinite(s.train_loss) for s in result.snapshots)
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(result.final.weights[name], value)
