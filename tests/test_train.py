@@ -684,6 +684,7 @@ def _nan_at_start():
     (lambda x, y: dict(dynamics="sgd", lr=-0.1), ValueError, "lr must be > 0"),
     (lambda x, y: dict(dynamics="sgd", batch_size=41), ValueError, r"batch_size must be in \[1, p=40\], got 41"),
     (lambda x, y: dict(snapshot_times=[0.0, 1.0]), ValueError, "snapshot_times must be positive and increasing"),
+    (lambda x, y: dict(snapshot_times=[1.0, math.nan]), ValueError, "snapshot_times must be positive and increasing"),
     (lambda x, y: dict(snapshots_per_decade=0), ValueError, "snapshots_per_decade must be >= 1"),
     (lambda x, y: dict(backend="gpu"), ValueError, "backend must be one of"),
     (lambda x, y: dict(backend="gpu", model=FCNet([3, 4, 1], dtype=torch.float64)), ValueError,
