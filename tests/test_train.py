@@ -465,7 +465,7 @@ def test_sgd_follows_torch_optim_sgd_step_by_step(net, loss, momentum, batch_siz
         torch.manual_seed(4)
         model = FCNet([5, 6, 3 if loss == "cross_entropy" else 1], act="tanh", dtype=torch.float64)
     if loss == "cross_entropy":
-        y = ((x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
+        y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
     steps, lr, alpha, seed = 20, 0.7, 0.5, 11
     times = [k * lr for k in range(1, steps + 1)]
     result = train(model, x, y, alpha=alpha, loss=loss, dynamics="sgd", lr=lr, momentum=momentum,
