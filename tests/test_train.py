@@ -18,7 +18,8 @@ from fastdyn._src.train.evaluate import Evaluator as _Evaluator, Problem as _Pro
 from fastdyn._src.train.options import Limits
 from fastdyn._src.train.schedule import SnapshotSchedule
 from fastdyn._src.train.state import CHECKPOINT_VERSION, RunState
-from conftest import assert_close, requires_cuda
+from conftest import CPU_BACKENDS, assert_close, require_backend, requires_cuda
+from test_losses import direct_loss
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,24 +29,11 @@ def stripe(p=40, d=3, dtype=torch.float64, p_test=50, seed=0):
     return data.stripe(p, d, p_test=p_test, seed=seed, dtype=dtype, as_torch=True)
 
 
-def direct_loss(loss, F, y):
-    """The losses written out independently of fastdyn.train."""
-    if loss == "hinge":
-        return torch.clamp(1 - F * y, min=0)
-    if loss == "mse":
-        return 0.5 * (F - y) ** 2
-    if loss == "logistic":
-        return torch.log1p(torch.exp(-F * y))
-    return -torch.log_softmax(F, dim=1).gather(1, y[:, None])[:, 0]
-
-
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("loss, fused", [(loss, False) for loss in LOSSES] +
+                         [(loss, True) for loss in LOSSES if loss != "cross_entropy"])  # fused: one output
 def test_alpha_trick_gradient_matches_direct_autograd(loss, fused, dtype):
-    if fused and loss == "cross_entropy":
-        pytest.skip("the fused path is the one-output OneHidden")
-    if fused and "cpu" not in fastdyn.available_backends():
-        pytest.skip("no compiled backend")
+    if fused:
+        require_backend("cpu")
     x, y, _, _ = stripe(p=23, d=4, dtype=dtype)
     gen = torch.Generator().manual_seed(3)
     if loss == "cross_entropy":
@@ -74,9 +62,8 @@ def test_alpha_trick_gradient_matches_direct_autograd(loss, fused, dtype):
         assert_close(g, g_ref, dtype)
 
 
+@pytest.mark.needs_backend("cpu")
 def test_fast_path_gives_the_autograd_trajectory():
-    if "cpu" not in fastdyn.available_backends():
-        pytest.skip("no compiled backend")
     x, y, xt, yt = stripe(p=60, d=4)
     model = OneHidden(4, 33, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     runs = [train(model, x, y, alpha=0.5, x_test=xt, y_test=yt, max_steps=150, fused=f, method="euler")
@@ -434,3 +421,296 @@ def test_options_object_and_flat_dynamics_keywords_do_not_mix():
         train(model, x, y, dynamics=fastdyn.SGDOptions(), batch_size=4)
     with pytest.raises(ValueError, match="dynamics must be one of"):
         train(model, x, y, dynamics=None)
+
+
+def _outputs(model, x):
+    f = model(x)
+    return f[:, 0] if f.ndim == 2 and f.shape[1] == 1 else f
+
+
+def torch_sgd_weights(model, x, y, *, alpha, loss, lr, momentum, batch_size, seed, steps):
+    """The weights after each of ``steps`` torch.optim.SGD steps on the alpha-trick batch loss
+    L = mean_batch l(alpha (f - f0), y) / alpha^2, batches drawn as fastdyn documents: ``torch.randperm(p)[:batch]``
+    from a generator seeded by ``seed``, every step (none when the batch is the whole set)."""
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        f0 = _outputs(reference, x)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=lr, momentum=momentum)
+    generator, p = torch.Generator().manual_seed(seed), x.shape[0]
+    weights = []
+    for _ in range(steps):
+        batch = torch.randperm(p, generator=generator)[:batch_size] if batch_size < p else torch.arange(p)
+        F = alpha * (_outputs(reference, x[batch]) - f0[batch])
+        optimizer.zero_grad()
+        (direct_loss(loss, F, y[batch]).mean() / alpha ** 2).backward()
+        optimizer.step()
+        weights.append({k: v.detach().clone() for k, v in reference.state_dict().items()})
+    return weights
+
+
+@pytest.mark.parametrize("net, loss, momentum, batch_size", [
+    ("onehidden", "hinge", 0.9, 7),
+    ("onehidden", "hinge", 0.0, None),
+    ("fcnet", "cross_entropy", 0.5, 5),
+    ("fcnet", "logistic", 0.9, 23),
+])
+def test_sgd_follows_torch_optim_sgd_step_by_step(net, loss, momentum, batch_size):
+    """Every one of 20 steps (fused OneHidden kernels or autograd) against torch.optim.SGD on the loss written out,
+    to 1e-12; a snapshot at each t = step * lr holds that step's weights and outputs."""
+    x, y, _, _ = stripe(p=23, d=5)
+    if net == "onehidden":
+        require_backend("cpu")
+        model = OneHidden(5, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    else:
+        torch.manual_seed(4)
+        model = FCNet([5, 6, 3 if loss == "cross_entropy" else 1], act="tanh", dtype=torch.float64)
+    if loss == "cross_entropy":
+        y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    steps, lr, alpha, seed = 20, 0.7, 0.5, 11
+    times = [k * lr for k in range(1, steps + 1)]
+    result = train(model, x, y, alpha=alpha, loss=loss, dynamics="sgd", lr=lr, momentum=momentum,
+                   batch_size=batch_size, seed=seed, max_steps=steps, snapshot_times=times,
+                   backend="cpu" if net == "onehidden" else "auto")
+    assert result.fused == (net == "onehidden") and result.stop_reason == "steps"
+    assert [s.step for s in result.snapshots] == list(range(steps + 1))
+    assert [s.t for s in result.snapshots] == [0.0] + times
+    expected = torch_sgd_weights(model, x, y, alpha=alpha, loss=loss, lr=lr, momentum=momentum,
+                                 batch_size=batch_size or x.shape[0], seed=seed, steps=steps)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        f0 = _outputs(model, x)
+    for snapshot, weights in zip(result.snapshots[1:], expected, strict=True):
+        for name, value in weights.items():
+            assert_close(snapshot.weights[name], value, rtol=1e-12)
+        reference.load_state_dict(weights)
+        with torch.no_grad():
+            assert_close(snapshot.train_out, alpha * (_outputs(reference, x) - f0), rtol=1e-12)
+    moved = max(float((expected[-1][k] - v).abs().max()) for k, v in model.state_dict().items())
+    assert moved > 0.1  # the runs went somewhere
+
+
+def _onehidden_f(w, x, scale):
+    """f(x) = scale * sum_n beta_n relu(omega_n . x / sqrt(d) + b_n) on weights w = (omega, b, beta)."""
+    return scale * torch.relu(x @ w[0].T / math.sqrt(x.shape[1]) + w[1]) @ w[2]
+
+
+def _hinge_flow_rate(w, x, y, f0, alpha, scale):
+    """-grad L of the alpha-trick hinge loss by autograd."""
+    w = [a.detach().requires_grad_(True) for a in w]
+    loss = direct_loss("hinge", alpha * (_onehidden_f(w, x, scale) - f0), y).sum() / (x.shape[0] * alpha ** 2)
+    return [-g for g in torch.autograd.grad(loss, w)]
+
+
+def _downcast(model, x, y, dtype):
+    """The problem in ``dtype`` and the fp64 upcast of exactly those values (the oracle's inputs)."""
+    low = copy.deepcopy(model).to(dtype)
+    x, y = x.to(dtype), y.to(dtype)
+    weights = [p.detach().double() for p in (low.omega, low.b, low.beta)]
+    return low, x, y, weights, x.double(), y.double()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_fused_euler_flow_in_each_dtype_and_backend_follows_an_fp64_autograd_reference(backend, dtype):
+    """Euler with every step accepted (bounds out of reach: dt grows by 1.1 a step) on the fused kernels of each
+    backend, against fp64 autograd Euler with the same steps from the same (upcast) inputs."""
+    x, y, _, _ = stripe(p=17, d=4)
+    model = OneHidden(4, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    model, x, y, w, x64, y64 = _downcast(model, x, y, dtype)
+    alpha, dt0, steps = 0.5, 0.05, 30
+    result = train(model, x, y, alpha=alpha, method="euler", dt=dt0, max_dout=1e9, max_dgrad=1e9, max_steps=steps,
+                   backend=backend)
+    assert result.fused and f"euler method, Python steps (fused {backend}" in result.engine
+    assert result.step == steps and result.dt == pytest.approx(dt0 * 1.1 ** steps, rel=1e-12)
+    assert result.t == pytest.approx(sum(dt0 * 1.1 ** k for k in range(steps)), rel=1e-12)
+
+    f0, dt = _onehidden_f(w, x64, model.output_scale), dt0
+    for _ in range(steps):
+        w = [a + dt * r for a, r in zip(w, _hinge_flow_rate(w, x64, y64, f0, alpha, model.output_scale))]
+        dt *= 1.1
+    for got, expected in zip((result.model.omega, result.model.b, result.model.beta), w):
+        assert_close(got, expected, dtype, rows=got.ndim == 2)
+    assert_close(result.final.train_out, alpha * (_onehidden_f(w, x64, model.output_scale) - f0), dtype)
+    assert float((w[2] - model.beta.detach().double()).abs().max()) > 0.5  # the weights did move
+
+
+def switch_free_problem():
+    """A hinge flow that crosses no kink and no margin over [0, T] (checked along an fp64 RK4 of the autograd
+    flow, 100 steps, 1e-14 from 800): there the exact method is exact. Returns (model, x, y, alpha, T)."""
+    x, y, _, _ = stripe(p=13, d=3, p_test=1, seed=8)
+    model = OneHidden(3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    return model, x, y, 0.5, 0.5
+
+
+def rk4_hinge_flow(w, x, y, alpha, scale, t_end, steps=100):
+    """RK4 of dw/dt = -grad L; asserts that the activation pattern and the hinge active set never change."""
+    f0 = _onehidden_f(w, x, scale)
+    pattern = x @ w[0].T / math.sqrt(x.shape[1]) + w[1] > 0
+    dt = t_end / steps
+
+    def rate(w):
+        return _hinge_flow_rate(w, x, y, f0, alpha, scale)
+
+    for _ in range(steps):
+        k1 = rate(w)
+        k2 = rate([a + dt / 2 * k for a, k in zip(w, k1)])
+        k3 = rate([a + dt / 2 * k for a, k in zip(w, k2)])
+        k4 = rate([a + dt * k for a, k in zip(w, k3)])
+        w = [a + dt / 6 * (r1 + 2 * r2 + 2 * r3 + r4) for a, r1, r2, r3, r4 in zip(w, k1, k2, k3, k4)]
+        F = alpha * (_onehidden_f(w, x, scale) - f0)
+        assert torch.equal(x @ w[0].T / math.sqrt(x.shape[1]) + w[1] > 0, pattern) and bool((F * y < 1).all())
+    return w, F
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_fused_exact_flow_in_each_dtype_and_backend_follows_an_fp64_rk4_reference(backend, dtype):
+    """The exact method (the C++ loop on "cpu", Python steps elsewhere) where no switch happens, against an fp64
+    RK4 integration of the autograd flow from the same (upcast) inputs."""
+    model, x, y, alpha, t_end = switch_free_problem()
+    model, x, y, w, x64, y64 = _downcast(model, x, y, dtype)
+    result = train(model, x, y, alpha=alpha, max_time=t_end, dt=0.01, backend=backend)
+    loop = "C++ loop (cpu, " if backend == "cpu" else f"Python steps (fused {backend}"
+    assert f"exact method, {loop}" in result.engine
+    assert result.stop_reason == "time" and result.t == pytest.approx(t_end, rel=1e-12) and result.step > 3
+    assert result.counts["hinge_events"] == 0
+    w_end, F_end = rk4_hinge_flow(w, x64, y64, alpha, model.output_scale, t_end)
+    for got, expected in zip((result.model.omega, result.model.b, result.model.beta), w_end):
+        assert_close(got, expected, dtype, rows=got.ndim == 2)
+    assert_close(result.final.train_out, F_end, dtype)
+    assert max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(w_end, w)) > 0.05  # they did move
+
+
+@pytest.mark.needs_backend("cpu")
+@pytest.mark.parametrize("method", ["exact", "euler"])
+def test_flow_snapshot_times_are_the_first_steps_reaching_them(method):
+    """snapshot_times (flow): besides t = 0 and the end, one snapshot at the first step at or past each time (steps
+    are not shortened to land on them; SGD's t = step * lr meets multiples of lr exactly, see
+    test_sgd_follows_torch_optim_sgd_step_by_step), holding the state of a run stopped there by max_steps."""
+    x, y, xt, yt = stripe(p=21)
+    model = OneHidden(3, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    times, t_end = [0.5, 1.5, 4.0, 9.0], 12.0
+    kwargs = dict(alpha=0.5, x_test=xt, y_test=yt, method=method, backend="cpu")
+    result = train(model, x, y, snapshot_times=times, max_time=t_end, **kwargs)
+    assert result.stop_reason == "time" and len(result.snapshots) == len(times) + 2
+    assert result.snapshots[0].t == 0 and result.snapshots[-1].t == pytest.approx(t_end, rel=1e-12)
+    for requested, snapshot in zip(times, result.snapshots[1:-1], strict=True):
+        stopped = train(model, x, y, max_steps=snapshot.step, **kwargs)
+        before = train(model, x, y, max_steps=snapshot.step - 1, **kwargs)
+        assert before.t < requested <= snapshot.t == stopped.t
+        for name, value in stopped.model.state_dict().items():
+            assert_close(snapshot.weights[name], value, rtol=1e-12)
+        assert_close(snapshot.train_out, stopped.final.train_out, rtol=1e-12)
+        assert_close(snapshot.test_out, stopped.final.test_out, rtol=1e-12)
+
+
+class _CountsForwards(torch.nn.Module):
+    """``net`` with a count of its forward calls, shared by the copies train() makes."""
+
+    forwards = 0
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        _CountsForwards.forwards += 1
+        return self.net(x)
+
+
+@pytest.mark.parametrize("dynamics", ["sgd", "flow"])
+def test_resuming_a_run_stopped_by_nan_returns_it_unchanged(tmp_path, dynamics):
+    """A checkpoint stopped by NaN/Inf is final: resumed, even with a higher step limit, it redoes no step (one
+    forward pass: the initial outputs that identify the problem) and returns the stopped run (last finite weights,
+    snapshots, message), which is the run without a checkpoint."""
+    x, y, _, _ = stripe()
+    if dynamics == "sgd":
+        torch.manual_seed(0)
+        net, kwargs = FCNet([3, 16, 1], act="relu", dtype=torch.float64), dict(dynamics="sgd", lr=1e6)
+    else:
+        net, kwargs = _BreaksWhenMoved(), dict(min_dt=1e-6)
+    model, path = _CountsForwards(net), tmp_path / "nan.pt"
+    stopped = train(model, x, y, loss="mse", max_steps=500, checkpoint=path, **kwargs)
+    straight = train(model, x, y, loss="mse", max_steps=500, **kwargs)
+    _CountsForwards.forwards = 0
+    resumed = train(model, x, y, loss="mse", max_steps=5000, checkpoint=path, resume=True, **kwargs)
+    assert _CountsForwards.forwards == 1
+    assert resumed.stop_reason == stopped.stop_reason == straight.stop_reason == "nonfinite"
+    assert (resumed.step, resumed.t, resumed.message) == (stopped.step, stopped.t, stopped.message) == \
+        (straight.step, straight.t, straight.message)
+    assert (resumed.step > 0) == (dynamics == "sgd")
+    assert [s.step for s in resumed.snapshots] == [s.step for s in stopped.snapshots]
+    for run in (resumed, stopped):
+        assert all(torch.equal(p, q) for p, q in zip(run.model.parameters(), straight.model.parameters()))
+    assert all(bool(torch.isfinite(p).all()) for p in resumed.model.parameters())
+
+
+def _onehidden(x):
+    return OneHidden(x.shape[1], 5, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+
+
+class _Frozen(torch.nn.Module):
+    def forward(self, x):
+        return x[:, 0]
+
+
+def _nan_at_start():
+    net = FCNet([3, 1], dtype=torch.float64)
+    torch.nn.init.constant_(net[0].bias, math.nan)
+    return net
+
+
+@pytest.mark.parametrize("case, error, match", [
+    (lambda x, y: dict(model="a network"), TypeError, "model must be a torch.nn.Module, got str"),
+    (lambda x, y: dict(model=_Frozen()), ValueError, "model has no trainable parameters"),
+    (lambda x, y: dict(model=_nan_at_start()), ValueError, r"model\(x\) at initialisation contains NaN"),
+    (lambda x, y: dict(alpha=math.inf), ValueError, "alpha must be a positive finite number"),
+    (lambda x, y: dict(alpha=math.nan), ValueError, "alpha must be a positive finite number"),
+    (lambda x, y: dict(x=x.tolist()), TypeError, "x must be a numpy array or a torch tensor"),
+    (lambda x, y: dict(x=x.long()), TypeError, "x must have dtype float32 or float64"),
+    (lambda x, y: dict(x=x[:, 0]), ValueError, r"x must have shape \(p, d\)"),
+    (lambda x, y: dict(y=y.tolist()), TypeError, "y must be a numpy array or a torch tensor, got list"),
+    (lambda x, y: dict(y=y / 0), ValueError, "y contains NaN or Inf"),
+    (lambda x, y: dict(loss="cross_entropy", model=FCNet([3, 4, 2], dtype=torch.float64)), TypeError,
+     "y must hold integer class indices for loss='cross_entropy'"),
+    (lambda x, y: dict(x_test=x), ValueError, "give both x_test and y_test, or neither"),
+    (lambda x, y: dict(y_test=y), ValueError, "give both x_test and y_test, or neither"),
+    (lambda x, y: dict(x_test=x[:, :2], y_test=y), ValueError, r"x_test must be \(N, 3\)"),
+    (lambda x, y: dict(x_test=x.float(), y_test=y), ValueError, r"x_test must be \(N, 3\) torch.float64"),
+    (lambda x, y: dict(x_test=x * math.nan, y_test=y), ValueError, "x_test contains NaN or Inf"),
+    (lambda x, y: dict(x_test=x, y_test=y[:-1]), ValueError, r"y_test must have shape \(40,\)"),
+    (lambda x, y: dict(observables={"beta": "beta"}), TypeError, r"observables\['beta'\] must be callable"),
+    (lambda x, y: dict(method="exact", fused=False), ValueError, "method='exact' needs a ReLU"),
+    (lambda x, y: dict(loop="fast"), ValueError, "loop must be one of"),
+    (lambda x, y: dict(min_dt=0.0), ValueError, "min_dt must be > 0"),
+    (lambda x, y: dict(dynamics="sgd", lr=-0.1), ValueError, "lr must be > 0"),
+    (lambda x, y: dict(dynamics="sgd", batch_size=41), ValueError, r"batch_size must be in \[1, p=40\], got 41"),
+    (lambda x, y: dict(snapshot_times=[0.0, 1.0]), ValueError, "snapshot_times must be positive and increasing"),
+    (lambda x, y: dict(snapshot_times=[1.0, math.nan]), ValueError, "snapshot_times must be positive and increasing"),
+    (lambda x, y: dict(snapshots_per_decade=0), ValueError, "snapshots_per_decade must be >= 1"),
+    (lambda x, y: dict(backend="gpu"), ValueError, "backend must be one of"),
+    (lambda x, y: dict(backend="gpu", model=FCNet([3, 4, 1], dtype=torch.float64)), ValueError,
+     "backend must be one of"),
+    (lambda x, y: dict(backend="cuda"), ValueError, "backend 'cuda' cannot run on cpu arrays"),
+    (lambda x, y: dict(fused="yes"), ValueError, "fused must be True, False or 'auto'"),
+])
+def test_train_errors_name_the_argument(case, error, match):
+    x, y, _, _ = stripe()
+    kwargs = dict(model=_onehidden(x), x=x, y=y, max_steps=1)
+    kwargs.update(case(x, y))
+    with pytest.raises(error, match=match):
+        train(**kwargs)
+
+
+def test_sgd_stopped_by_an_overflowing_loss_keeps_its_snapshots_in_order():
+    """Outputs still finite but a loss that overflows (mse of F ~ 1e190): the step is undone like a NaN, and no
+    snapshot of it is left behind (the snapshots stay in step order and end at the weights the model holds)."""
+    x, y, _, _ = stripe()
+    torch.manual_seed(4)
+    model = FCNet([3, 16, 1], act="relu", dtype=torch.float64)
+    result = train(model, x, y, loss="mse", dynamics="sgd", lr=1e3, batch_size=8, momentum=0.9, seed=4,
+                   max_steps=300)
+    assert result.stop_reason == "nonfinite" and result.step > 0
+    steps = [s.step for s in result.snapshots]
+    assert steps == sorted(set(steps)) and steps[-1] == result.step
+    assert all(math.isfinite(s.train_loss) for s in result.snapshots)
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(result.final.weights[name], value)

@@ -10,6 +10,7 @@ from torch import nn
 
 from ...models import OneHidden
 from ..arrays import check_finite, onehidden_parameters
+from ..backends import BACKENDS
 from ..registry import dispatch
 from .losses import loss_derivative, loss_terms
 
@@ -18,6 +19,10 @@ class Evaluator:
     """Outputs f(x) and gradients sum_mu g_mu df(x_mu)/dw: fused kernels for ReLU OneHidden, else autograd."""
 
     def __init__(self, model: nn.Module, fused: bool | str, backend: str):
+        if fused not in (True, False, "auto"):  # a string such as "no" would otherwise count as True
+            raise ValueError(f"fused must be True, False or 'auto', got {fused!r}")
+        if backend != "auto" and backend not in BACKENDS:  # checked also where no fused kernel runs
+            raise ValueError(f"backend must be one of {BACKENDS} or 'auto', got {backend!r}")
         available = isinstance(model, OneHidden) and model.act == "relu"
         if fused == "auto":
             fused = available

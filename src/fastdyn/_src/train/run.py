@@ -88,7 +88,9 @@ def train(
             fused kernels' backend has one).
         lr, batch_size, momentum, seed: sgd (batch_size None = full batch; seed drives batch sampling).
         snapshot_times: increasing times at which to snapshot; default log-spaced, ``snapshots_per_decade``
-            per decade from the first step's time on. A snapshot is also taken at t = 0 and at the end.
+            per decade from the first step's time on. A snapshot is also taken at t = 0 and at the end. The
+            snapshot for a time is taken at the first step that reaches it: sgd meets multiples of lr exactly
+            (t = step * lr); flow does not shorten its steps to land on them (each snapshot records its own t).
         record_weights: keep a CPU copy of every parameter in each snapshot.
         observables: ``{"name": fn(model, context)}`` evaluated at each snapshot (``context``: :class:`Context`);
             tensors are stored detached on CPU.

@@ -18,7 +18,7 @@ class SnapshotSchedule:
     def __post_init__(self):
         if self.times is not None:
             self.times = [float(t) for t in self.times]
-            if any(b <= a for a, b in zip(self.times, self.times[1:])) or min(self.times, default=1) <= 0:
+            if any(b <= a for a, b in zip(self.times, self.times[1:])) or not all(t > 0 for t in self.times):  # NaN too
                 raise ValueError("snapshot_times must be positive and increasing")
         if int(self.per_decade) < 1:
             raise ValueError(f"snapshots_per_decade must be >= 1, got {self.per_decade}")

@@ -116,10 +116,11 @@ class SGDStepper:
         state.t = state.step * self.lr
         if state.step % self.steps_per_epoch == 0 or state.schedule.peek(state.t):
             F = problem.train_outputs()
-            if not bool(torch.isfinite(F).all()):
+            loss_value = problem.mean_loss(F, problem.y)
+            if not (bool(torch.isfinite(F).all()) and math.isfinite(loss_value)):  # finite F can overflow l(F)
                 self._restore_previous(state)
                 return False
-            state.out, state.loss_value = F, problem.mean_loss(F, problem.y)
+            state.out, state.loss_value = F, loss_value
         return True
 
     def finish(self, state: RunState) -> None:
