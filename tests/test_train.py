@@ -272,6 +272,9 @@ def test_resume_sgd_continues_the_batch_stream(tmp_path):
     assert [s.t for s in kept] == [s.t for s in straight.snapshots]
     for s, r in zip(kept, straight.snapshots):
         assert torch.equal(s.train_out, r.train_out) and s.train_loss == r.train_loss
+    for changed in (dict(lr=0.25), dict(batch_size=9), dict(momentum=0.6), dict(seed=4)):
+        with pytest.raises(ValueError, match="different problem"):
+            train(model, x, y, max_steps=70, checkpoint=tmp_path / "c.pt", resume=True, **{**kwargs, **changed})
 
 
 def test_run_state_checkpoint_round_trip(tmp_path):

@@ -150,7 +150,10 @@ def train(
     checkpointing = Checkpointing(checkpoint, checkpoint_every, checkpoint_seconds) if checkpoint is not None else None
 
     method = _flow_method(flow, problem) if name == "flow" else "sgd"
-    fingerprint = problem.fingerprint(f"{name}:{method}") if checkpointing is not None else None
+    # SGD's settings define its trajectory (and t = steps * lr): a checkpoint resumes only under the same ones.
+    dynamics_key = (f"sgd:lr={sgd.lr!r},batch={batch_size},momentum={sgd.momentum!r},seed={sgd.seed}"
+                    if name == "sgd" else f"flow:{method}")
+    fingerprint = problem.fingerprint(dynamics_key) if checkpointing is not None else None
     if resume and checkpointing.path.exists():
         state = RunState.load(checkpointing.path, model=model, fingerprint=fingerprint, device=x.device,
                               schedule=schedule)

@@ -68,7 +68,7 @@ class RunState:
             raise ValueError(f"checkpoint {path} has version {values.get('version')}, expected {CHECKPOINT_VERSION}")
         if values.pop("fingerprint") != fingerprint:
             raise ValueError(f"checkpoint {path} belongs to a different problem (data, initial model, "
-                             "alpha, loss or dynamics differ); delete it or give another path")
+                             "alpha, loss, or dynamics and its SGD settings differ); delete it or give another path")
         del values["version"]
         model.load_state_dict(values.pop("model"))
         if values["generator"] is not None:
