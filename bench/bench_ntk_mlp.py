@@ -104,6 +104,8 @@ def test_torch_func(benchmark, case):
     print(f"\n[{shape} {dtype}] torch.func on N={N_TORCH}: {TIMER[key]}")
     if name(*case, "fastdyn", N) in TIMER:
         func, fast = TIMER[key].wall, TIMER[name(*case, "fastdyn", N)].wall
-        print(f"  fastdyn vs torch.func, measured at N={N_TORCH}: {TIMER.ratio(key, name(*case, 'fastdyn', N_TORCH))}; "
+        measured = TIMER.ratio(key, name(*case, "fastdyn", N_TORCH))
+        print(f"  fastdyn vs torch.func, measured at N={N_TORCH}: {measured}; "
               f"extrapolated to N={N}: {func * (N / N_TORCH) ** 2 / fast:.1f}x (torch.func's time x "
-              f"{(N / N_TORCH) ** 2:.0f}), extrapolated lower bound {func * N / N_TORCH / fast:.1f}x (x {N / N_TORCH:.0f})")
+              f"{(N / N_TORCH) ** 2:.0f}), extrapolated lower bound {func * N / N_TORCH / fast:.1f}x "
+              f"(x {N / N_TORCH:.0f})")
