@@ -102,11 +102,14 @@ class Timer:
         return f"{a.wall / b.wall:.2f}x wall{cpu}"
 
 
-def settled_neurons(x, omega, b, margin=1e-5):
-    """(h,) mask of the neurons whose fp64 pre-activations omega . x_i / sqrt(d) + b stay farther than ``margin``
-    from 0 at every point: there fp32 cannot flip an activation, so per-neuron fp32 results can be held to rtol."""
+def settled_neurons(x, omega, b):
+    """(h,) mask of the neurons whose activations fp32 cannot flip: at every point |omega . x_i / sqrt(d) + b| (in
+    fp64) exceeds (d + 4) eps32 (|omega| . |x_i| / sqrt(d) + |b|), a bound on the rounding error of that expression in
+    fp32 in any summation order. There per-neuron fp32 results can be held to rtol."""
     x, omega, b = (t.detach().cpu().double() for t in (x, omega, b))
-    return (x @ omega.T / math.sqrt(x.shape[1]) + b).abs().amin(0) > margin
+    scale = 1 / math.sqrt(x.shape[1])
+    bound = (x.shape[1] + 4) * torch.finfo(torch.float32).eps * (x.abs() @ omega.abs().T * scale + b.abs())
+    return ((x @ omega.T * scale + b).abs() > bound).all(0)
 
 
 def best_of(fn, *args):
