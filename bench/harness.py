@@ -22,6 +22,7 @@ ROUNDS = 1 if SMOKE else int(os.environ.get("FASTDYN_BENCH_ROUNDS", "3"))
 WARMUP = 0 if SMOKE else int(os.environ.get("FASTDYN_BENCH_WARMUP", "1"))
 BENCH_DIR = Path(__file__).resolve().parent
 TESTS_DIR = BENCH_DIR.parent / "tests"
+SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []  # no script or working directory on sys.path
 
 
 def sized(full, smoke):
@@ -66,7 +67,7 @@ class Timer:
 
     def __call__(self, benchmark, key, fn, *args, size, **kwargs):
         """Time ``fn(*args, **kwargs)`` under ``key`` (``size`` names the problem, e.g. "N=2000"); its last result."""
-        walls, cpus = [], []
+        walls, cpus, threads = [], [], torch.get_num_threads()
         call = _timed_rounds(fn, args, kwargs, walls, cpus)
         rounds, warmup = (1, 0) if benchmark.disabled else (ROUNDS, WARMUP)
         if benchmark is not self._benchmark:  # the first side of this test
@@ -75,10 +76,12 @@ class Timer:
         else:
             for _ in range(warmup + rounds):
                 result = call()
+        if torch.get_num_threads() != threads:
+            raise AssertionError(f"{key!r} changed torch's thread count from {threads} to {torch.get_num_threads()}")
         walls, cpus = walls[-rounds:], cpus[-rounds:]
-        self.timings[key] = Timing(min(walls), min(cpus), size, torch.get_num_threads(), rounds, warmup)
-        benchmark.extra_info[key] = {"wall_s": min(walls), "cpu_s": min(cpus), "size": size,
-                                     "threads": torch.get_num_threads(), "rounds": rounds, "warmup": warmup}
+        self.timings[key] = Timing(min(walls), min(cpus), size, threads, rounds, warmup)
+        benchmark.extra_info[key] = {"wall_s": min(walls), "cpu_s": min(cpus), "size": size, "threads": threads,
+                                     "rounds": rounds, "warmup": warmup}
         return result
 
     def record(self, key, timing: Timing):
@@ -142,14 +145,14 @@ def peak_growth_mb(fn, *args):
 
 
 def run_installed(code: str, *args) -> str:
-    """stdout of ``code`` in a fresh ``python -P`` started outside the checkout: it imports the installed fastdyn
-    (failing unless fastdyn._core is built) and sees bench/ and tests/ only as plain module folders. ``code`` may
-    call ``peak_growth_mb(fn, *args)``."""
+    """stdout of ``code`` in a fresh ``python -P`` (3.11+) started outside the checkout: it imports the installed
+    fastdyn (failing unless fastdyn._core is built) and sees bench/ and tests/ only as plain module folders.
+    ``code`` may call ``peak_growth_mb(fn, *args)``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     prelude = _INSTALLED_PRELUDE.format(paths=[str(BENCH_DIR), str(TESTS_DIR)])
     with tempfile.TemporaryDirectory() as outside:
-        done = subprocess.run([sys.executable, "-P", "-c", prelude + code, *map(str, args)], cwd=outside, env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run([sys.executable, *SAFE_PATH, "-c", prelude + code, *map(str, args)], cwd=outside,
+                              env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"subprocess failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done.stdout

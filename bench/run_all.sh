@@ -14,7 +14,7 @@ python=${1:-python}
 outside=$(mktemp -d)  # run from outside the checkout: the installed package is what runs
 trap 'rm -rf "$outside"' EXIT
 cd "$outside"
-isa=$("$python" -P -c "import fastdyn._core; from fastdyn._src.backends import cpu_isa; print(cpu_isa())")
+isa=$("$python" -c "import fastdyn._core; from fastdyn._src.backends import cpu_isa; print(cpu_isa())")
 out="$root/bench/results/all_cpu_${isa}_$(date -u +%Y%m%d).txt"
 {
   echo "# fastdyn benchmarks: bench/run_all.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit" \
@@ -25,7 +25,7 @@ out="$root/bench/results/all_cpu_${isa}_$(date -u +%Y%m%d).txt"
        "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo);" \
        "avx512f: $(grep -qw avx512f /proc/cpuinfo && echo yes || echo no), avx2: $(grep -qw avx2 /proc/cpuinfo && echo yes || echo no);" \
        "fastdyn CPU ISA path: $isa"
-  "$python" -P -c "
+  "$python" -c "
 import numpy, scipy, torch, fastdyn
 print(f'# torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {numpy.__version__}, scipy {scipy.__version__},',
       f'fastdyn {fastdyn.__version__}, backends {fastdyn.available_backends()}')"
@@ -34,7 +34,7 @@ print(f'# torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {
        "FASTDYN_BENCH_WARMUP=${FASTDYN_BENCH_WARMUP:-1} PYTEST_ARGS=${PYTEST_ARGS:-}"
 } | tee "$out"
 status=0
-eval "\"$python\" -P -m pytest \"$root/bench\" -c \"$root/pyproject.toml\" --rootdir \"$root\" --benchmark-only -s -q \
+eval "\"$python\" -m pytest \"$root/bench\" -c \"$root/pyproject.toml\" --rootdir \"$root\" --benchmark-only -s -q \
   -p no:cacheprovider ${PYTEST_ARGS:-}" 2>&1 | tee -a "$out" || status=$?
 echo "# load average at the end: $(cat /proc/loadavg); pytest exit status $status" | tee -a "$out"
 echo "raw output: $out"

@@ -14,10 +14,10 @@ ALLOWED_SKIPS = ("needs a CUDA GPU", "FASTDYN_NT_PYTHON")
 
 @pytest.mark.needs_backend("cpu")
 def test_every_benchmark_passes_its_checks_at_smoke_sizes(tmp_path):
-    """bench/ in a fresh ``python -P -m pytest`` outside the checkout (the installed package): every benchmark
+    """bench/ in a fresh ``python -m pytest`` started outside the checkout (the installed package): every benchmark
     passes or skips for a listed reason."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    command = [sys.executable, "-P", "-m", "pytest", str(ROOT / "bench"), "-q", "-rs", "--benchmark-disable",
+    command = [sys.executable, "-m", "pytest", str(ROOT / "bench"), "-q", "-rs", "--benchmark-disable",
                "-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT)]
     done = subprocess.run(command, cwd=tmp_path, env={**env, "FASTDYN_BENCH_SMOKE": "1"}, capture_output=True,
                           text=True, timeout=900)
