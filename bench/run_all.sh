@@ -10,7 +10,7 @@
 # Run time on the 2-core machines of this project: about 11 minutes on Zen 4 (AVX-512), up to 20 on Zen 3 (AVX2).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-python=${1:-python}
+python=$(cd "$(dirname "$(command -v "${1:-python}")")" && pwd)/$(basename "${1:-python}")  # absolute: we cd below
 outside=$(mktemp -d)  # run from outside the checkout: the installed package is what runs
 trap 'rm -rf "$outside"' EXIT
 cd "$outside"
