@@ -1,69 +1,86 @@
-"""Empirical NTK Theta(x, x) of an FCNet (ReLU, fp32, scalar output, N = 2000 points, x2 = None).
+"""Empirical NTK Theta(x, x) of an FCNet (ReLU, scalar output, N = 2000 points, x2 = None), fp32 and fp64.
 
 * fastdyn: ``structured_ntk`` — one forward and explicit backward, then per layer a Gram of deltas and one of
-  activations (BLAS syrk: half the flops of a GEMM), exactly symmetric result.
-* torch.func: ``tests/oracles/ntk.py`` (vmap(jacrev), J J^T), run on the first
-  N_TORCH = 500 points and scaled by (N / N_TORCH)^2 (its contraction is quadratic in N and dominates; at N = 2000
-  it needs ~17.5 GB). Also printed: the ratio against a strict lower bound, the subset time scaled by N / N_TORCH.
-* neural-tangents 0.6.5 (optional): ``empirical_ntk_fn(implementation=STRUCTURED_DERIVATIVES)``, jitted, best of 5
-  calls after the compiling one, via ``bench/peers/neural_tangents_ntk.py`` in its own venv; runs when the
-  environment variable FASTDYN_NT_PYTHON names that venv's python, else skips.
+  activations (BLAS syrk: half the flops of a GEMM), exactly symmetric result. Timed at N and at N_TORCH.
+* torch.func: ``tests/oracles/ntk.py`` (vmap(jacrev), J J^T), timed on the first N_TORCH = 500 points only (at
+  N = 2000 it needs ~17.5 GB). The measured ratio is the one at N_TORCH, fastdyn timed there too; the figure at N
+  is printed as *extrapolated* (torch.func's time times (N / N_TORCH)^2, its contraction being quadratic in N), beside
+  the extrapolated lower bound (times N / N_TORCH: its Jacobians alone are linear in N).
+* neural-tangents 0.6.5 (optional): ``empirical_ntk_fn(implementation=STRUCTURED_DERIVATIVES)``, jitted, with the
+  same warm-up (the first call compiles) and rounds, via ``bench/peers/neural_tangents_ntk.py`` in its own venv,
+  fp32 and fp64 (``jax_enable_x64``); runs when FASTDYN_NT_PYTHON names that venv's python, else skips.
 
-Shapes: [30, 1024, 1024, 1] (the deep MLP) and [30, 4096, 1] (one hidden layer, OneHidden's shapes).
+Cases: [30, 1024, 1024, 1] (the deep MLP) in fp32 and fp64, [30, 4096, 1] (one hidden layer, OneHidden's shapes) in
+fp32. Every kernel is checked against an fp64 torch.func oracle on its first CHECK_N points.
 Run: ``python -m pytest bench/bench_ntk_mlp.py --benchmark-only -s``; ratios print after the baselines.
 """
+import copy
+import functools
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import assert_close
 from fastdyn._src.ntk_structured import structured_ntk
 from fastdyn.models import FCNet
+from harness import BENCH_DIR, ROUNDS, WARMUP, Timer, Timing, sized
 from oracles.ntk import ntk_jacobian_contraction
 
-N, N_TORCH = 2000, 500
-SHAPES = {"deep": [30, 1024, 1024, 1], "onehidden": [30, 4096, 1]}
-PEER_SCRIPT = Path(__file__).parent / "peers" / "neural_tangents_ntk.py"
-_seconds: dict[tuple[str, str], float] = {}
+N, N_TORCH, CHECK_N = sized(2000, 40), sized(500, 20), sized(32, 16)
+SHAPES = {"deep": sized([30, 1024, 1024, 1], [7, 33, 17, 1]), "onehidden": sized([30, 4096, 1], [7, 65, 1])}
+CASES = [("deep", torch.float32), ("onehidden", torch.float32), ("deep", torch.float64)]
+PEER_SCRIPT = BENCH_DIR / "peers" / "neural_tangents_ntk.py"
+TIMER = Timer()
 
 
-@pytest.fixture(scope="module", params=list(SHAPES))
-def shape(request):
-    """Module scope groups the tests by shape, so each peer runs right after fastdyn on the same shape."""
+@pytest.fixture(scope="module", params=CASES, ids=lambda case: f"{case[0]}-{str(case[1])[6:]}")
+def case(request):
+    """Module scope groups the tests by case, so each peer runs right after fastdyn on the same case."""
     return request.param
 
 
-def problem(dims, n, seed=0):
+def problem(shape, dtype, n, seed=0):
     torch.manual_seed(seed)
-    return FCNet(dims, "relu"), torch.randn(n, dims[0])
+    return FCNet(SHAPES[shape], "relu").to(dtype), torch.randn(n, SHAPES[shape][0], dtype=dtype)
 
 
-def _report(shape):
-    fast = _seconds.get((shape, "fastdyn"))
-    if fast is None:
-        return
-    for name in ("torch.func", "torch.func lower bound", "neural-tangents"):
-        if (shape, name) in _seconds:
-            print(f"\n[{shape} {SHAPES[shape]}, N={N}, fp32] fastdyn structured {fast:.3f} s; {name} "
-                  f"{_seconds[shape, name]:.3f} s -> fastdyn is {_seconds[shape, name] / fast:.1f}x faster")
+@functools.lru_cache(maxsize=None)
+def oracle(shape, dtype):
+    """fp64 torch.func NTK of the case's model on its first CHECK_N points."""
+    model, x = problem(shape, dtype, N)
+    return ntk_jacobian_contraction(copy.deepcopy(model).double(), x[:CHECK_N].double())
 
 
-def test_fastdyn_structured(benchmark, shape):
-    model, x = problem(SHAPES[shape], N)
-    kernel = benchmark.pedantic(structured_ntk, args=(model, x, None, "full"), rounds=5, warmup_rounds=1)
+def check(kernel, shape, dtype):
+    assert_close(kernel[:CHECK_N, :CHECK_N], oracle(shape, dtype), dtype)
+
+
+def name(shape, dtype, side, n):
+    return f"{shape} {str(dtype)[6:]} {side} N={n}"
+
+
+def test_fastdyn_structured(benchmark, case):
+    shape, dtype = case
+    model, x = problem(shape, dtype, N)
+    kernel = TIMER(benchmark, name(*case, "fastdyn", N), structured_ntk, model, x, None, "full", size=f"N={N}")
     assert kernel.shape == (N, N) and torch.equal(kernel, kernel.T)
-    _seconds[shape, "fastdyn"] = benchmark.stats.stats.min
+    check(kernel, *case)
+    check(TIMER(benchmark, name(*case, "fastdyn", N_TORCH), structured_ntk, model, x[:N_TORCH], None, "full",
+                size=f"N={N_TORCH}"), *case)
+    print(f"\n[{shape} {SHAPES[shape]} {dtype}] fastdyn structured: {TIMER[name(*case, 'fastdyn', N)]} at N={N}, "
+          f"{TIMER[name(*case, 'fastdyn', N_TORCH)]} at N={N_TORCH}")
 
 
-def test_neural_tangents(benchmark, shape):
+def test_neural_tangents(benchmark, case):
+    shape, dtype = case
     python = os.environ.get("FASTDYN_NT_PYTHON")
     if not python:
         pytest.skip("set FASTDYN_NT_PYTHON to the python of a venv with neural-tangents 0.6.5 (see bench/peers)")
-    command = [python, str(PEER_SCRIPT), "--dims", *map(str, SHAPES[shape]), "--n", str(N), "--repeats", "5"]
+    command = [python, str(PEER_SCRIPT), "--dims", *map(str, SHAPES[shape]), "--n", str(N), "--repeats",
+               str(ROUNDS), "--warmup", str(WARMUP), *(["--float64"] if dtype == torch.float64 else [])]
 
     def run_peer():
         done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -71,28 +88,24 @@ def test_neural_tangents(benchmark, shape):
 
     result = benchmark.pedantic(run_peer, rounds=1, warmup_rounds=0)
     benchmark.extra_info.update(result)
-    _seconds[shape, "neural-tangents"] = result["best_s"]
-    print(f"\n[{shape}] neural-tangents {result['implementation']}: best {result['best_s']:.3f} s "
-          f"(first call with compile {result['first_call_s']:.2f} s), jax {result['jax']}")
-    _report(shape)
+    key = name(*case, "neural-tangents", N)
+    TIMER.record(key, Timing(result["best_s"], result["best_cpu_s"], f"N={N}", result["threads"], ROUNDS, WARMUP))
+    print(f"\n[{shape} {dtype}] neural-tangents {result['implementation']} ({result['dtype']}): {TIMER[key]} "
+          f"(first call, compiling, {result['first_call_s']:.2f} s), jax {result['jax']}")
+    if name(*case, "fastdyn", N) in TIMER:
+        print(f"  fastdyn vs neural-tangents, measured at N={N}: {TIMER.ratio(key, name(*case, 'fastdyn', N))}")
 
 
-def test_torch_func(benchmark, shape):
-    model, x = problem(SHAPES[shape], N)
-    subset = x[:N_TORCH]
-    reference = benchmark.pedantic(ntk_jacobian_contraction, args=(model, subset), rounds=1, warmup_rounds=0)
-    scale = (N / N_TORCH) ** 2
-    _seconds[shape, "torch.func"] = benchmark.stats.stats.min * scale
-    # Its per-point Jacobians cost O(N), so (N / N_TORCH) is a strict lower bound on the scaling.
-    _seconds[shape, "torch.func lower bound"] = benchmark.stats.stats.min * N / N_TORCH
-    benchmark.extra_info["scaled_to_n"] = N
-    benchmark.extra_info["scale"] = scale
-    mine = structured_ntk(model, subset, None)
-    error = float((mine - reference).abs().max() / reference.abs().max())
-    print(f"\n[{shape}] torch.func on N={N_TORCH}: {benchmark.stats.stats.min:.2f} s, x{scale:.0f} for N={N}; "
-          f"max relative difference of fastdyn from it: {error:.1e}")
-    _report(shape)
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "--benchmark-only", "-s"]))
+def test_torch_func(benchmark, case):
+    shape, dtype = case
+    model, x = problem(shape, dtype, N)
+    key = name(*case, "torch.func", N_TORCH)
+    check(TIMER(benchmark, key, ntk_jacobian_contraction, model, x[:N_TORCH], size=f"N={N_TORCH}"), *case)
+    print(f"\n[{shape} {dtype}] torch.func on N={N_TORCH}: {TIMER[key]}")
+    if name(*case, "fastdyn", N) in TIMER:
+        func, fast = TIMER[key].wall, TIMER[name(*case, "fastdyn", N)].wall
+        measured = TIMER.ratio(key, name(*case, "fastdyn", N_TORCH))
+        print(f"  fastdyn vs torch.func, measured at N={N_TORCH}: {measured}; "
+              f"extrapolated to N={N}: {func * (N / N_TORCH) ** 2 / fast:.1f}x (torch.func's time x "
+              f"{(N / N_TORCH) ** 2:.0f}), extrapolated lower bound {func * N / N_TORCH / fast:.1f}x "
+              f"(x {N / N_TORCH:.0f})")

@@ -8,27 +8,30 @@
 * plain loop: what a torch user writes: forward, alpha-trick hinge loss, ``backward()``, an Euler update.
 
 * kernels: one forward + gradient evaluation of the fused path alone (``fastdyn.onehidden`` kernels of the "cpu"
-  backend), with its GFLOP/s against torch.mm's fp32 GEMM rate measured in the same run and the CPU instruction-set
-  path (``FASTDYN_CPU_ISA=baseline`` forces the portable one).
+  backend), checked against autograd in fp64, with its GFLOP/s against torch.mm's fp32 GEMM rate measured in the same
+  run and the CPU instruction-set path (``FASTDYN_CPU_ISA=baseline`` forces the portable one).
 
-Each run makes STEPS accepted steps (the adaptive flow may also retry); the time per step is the best of the
-rounds. The ratios print at the end of the last benchmark. Run:
+Each run makes STEPS accepted steps (the adaptive flow may also retry); every path is timed alike
+(``harness.Timer``: warm-up, best of the rounds). The ratios print at the end of the last benchmark. Run:
 ``python -m pytest bench/bench_train.py --benchmark-only -s``.
 """
 import copy
-import time
 
-import pytest
 import torch
 
 import fastdyn
+from conftest import assert_close
 from fastdyn import data, train
 from fastdyn._src.backends import module
 from gemm_rate import rate
+from harness import Timer, settled_neurons, sized
 
-P, D, H = 1000, 10, 10_000
-STEPS = 20
-_seconds_per_step: dict[str, float] = {}
+P, D, H = sized(1000, 60), 10, sized(10_000, 200)
+STEPS = sized(20, 3)
+SIZE = f"p={P} h={H} steps={STEPS}"
+NAMES = ("exact C++ loop", "fused euler", "autograd train")
+TIMER = Timer()
+_attempts: dict[str, float] = {}
 
 
 def problem():
@@ -54,12 +57,7 @@ def plain_loop(model, x, y, steps, dt=1.0, alpha=1.0):
 
 def _run(benchmark, name, fn):
     model, x, y = problem()
-    fn(model, x, y, 2)  # warm up (kernels loaded, caches)
-    benchmark.pedantic(fn, args=(model, x, y, STEPS), rounds=3, iterations=1)
-    _seconds_per_step[name] = benchmark.stats.stats.min / STEPS
-
-
-_attempts: dict[str, float] = {}
+    TIMER(benchmark, name, fn, model, x, y, STEPS, size=SIZE)
 
 
 def exact_loop(model, x, y, steps):
@@ -78,20 +76,19 @@ def autograd_train(model, x, y, steps):
     assert result.step == steps and not result.fused
 
 
-@pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs the compiled CPU backend")
 def test_exact_loop(benchmark):
     _run(benchmark, "exact C++ loop", exact_loop)
 
 
-@pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs the compiled CPU backend")
 def test_fused_euler(benchmark):
     _run(benchmark, "fused euler", fused_euler)
 
 
-@pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs the compiled CPU backend")
 def test_fused_forward_gradient_kernels(benchmark):
     """onehidden_forward + onehidden_gradient, p = 1000, d = 10, h = 1e4, fp32: counted as 2 p d h + 2 p (d + 2) h
-    = 4.4e8 flops (pre-activations once, then the gradient sums; the kernels compute the pre-activations twice)."""
+    = 4.4e8 flops (pre-activations once, then the gradient sums; the kernels compute the pre-activations twice).
+    Checked against autograd in fp64: f and grad_beta (continuous in the pre-activations) everywhere, grad_omega and
+    grad_b per neuron on the neurons no fp32 activation flip can reach."""
     model, x, _ = problem()
     core, threads = module("cpu"), torch.get_num_threads()
     omega, b, beta = (t.detach() for t in (model.omega, model.b, model.beta))
@@ -102,10 +99,18 @@ def test_fused_forward_gradient_kernels(benchmark):
         core.onehidden_forward(x, omega, b, beta, out, scale=model.output_scale, threads=threads)
         core.onehidden_gradient(x, g, omega, b, beta, *grads, scale=model.output_scale, threads=threads)
 
-    evaluate()
-    benchmark.pedantic(evaluate, rounds=50, iterations=1, warmup_rounds=2)
-    seconds = benchmark.stats.stats.min
-    print(f"\nfused forward + gradient p={P} d={D} h={H} fp32: {1e3 * seconds:.2f} ms (best of 50)")
+    TIMER(benchmark, "kernels", evaluate, size=f"p={P} h={H}")
+    model64 = copy.deepcopy(model).double()
+    f64 = model64(x.double())
+    expected = torch.autograd.grad((g.double() * f64).sum(), (model64.omega, model64.b, model64.beta))
+    assert_close(out, f64, torch.float32)
+    assert_close(grads[2], expected[2], torch.float32)
+    settled = settled_neurons(x, omega, b)
+    assert settled.double().mean() >= 0.5
+    for grad, exp in zip(grads[:2], expected[:2]):
+        assert_close(grad[settled], exp[settled], torch.float32, rows=grad.dim() > 1)
+    seconds = TIMER["kernels"].wall
+    print(f"\nfused forward + gradient p={P} d={D} h={H} fp32: {1e3 * seconds:.2f} ms")
     print(rate("fused forward + gradient", 2 * P * D * H + 2 * P * (D + 2) * H, seconds))
 
 
@@ -116,15 +121,16 @@ def test_autograd_train(benchmark):
 def test_plain_autograd_loop(benchmark):
     _run(benchmark, "plain loop", plain_loop)
     print(f"\n{torch.get_num_threads()} threads, p={P}, d={D}, h={H}, fp32, {STEPS} steps per round")
-    for name, seconds in _seconds_per_step.items():
-        print(f"  {name:15s} {1e3 * seconds:8.1f} ms/step  {1 / seconds:7.1f} steps/s")
-    plain = _seconds_per_step["plain loop"]
-    for name in ("exact C++ loop", "fused euler", "autograd train"):
-        if name in _seconds_per_step:
-            print(f"  plain loop step / {name} step: {plain / _seconds_per_step[name]:.2f}x")
-    if "exact C++ loop" in _seconds_per_step:
+    for name in (*NAMES, "plain loop"):
+        if name in TIMER:
+            seconds = TIMER[name].wall / STEPS
+            print(f"  {name:15s} {1e3 * seconds:8.1f} ms/step  {1 / seconds:7.1f} steps/s")
+    for name in NAMES:
+        if name in TIMER:
+            print(f"  plain loop step / {name} step: {TIMER.ratio('plain loop', name)}")
+    if "exact C++ loop" in TIMER:
         attempts = _attempts["exact C++ loop"]
         evaluations = 3 * attempts + 1  # forward passes; the gradients are fewer (1 per attempt + 1)
+        per_pair = TIMER["plain loop"].wall / (TIMER["exact C++ loop"].wall / (attempts + 1))
         print(f"  exact C++ loop: {attempts:.2f} attempts per accepted step ({evaluations:.1f} forward and "
-              f"{attempts + 1:.1f} gradient passes); per forward + gradient pair: "
-              f"{plain / (_seconds_per_step['exact C++ loop'] / (attempts + 1)):.2f}x the plain loop step")
+              f"{attempts + 1:.1f} gradient passes); per forward + gradient pair: {per_pair:.2f}x the plain loop step")

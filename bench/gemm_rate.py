@@ -1,27 +1,21 @@
 """The yardstick of the CPU kernel benchmarks: torch.mm's GEMM rate measured in the same run (same threads), and
 the line each kernel benchmark prints: its GFLOP/s, that rate's fraction of the GEMM rate, the ISA path in use."""
 import functools
-import time
 
 import torch
 
 from fastdyn._src.backends import cpu_isa
+from harness import best_of, sized
 
-GEMM_N = 2000
+GEMM_N = sized(2000, 128)
 
 
 @functools.lru_cache(maxsize=None)
 def gemm_gflops(dtype=torch.float32, threads=None) -> float:
-    """Best of 5 rounds of an (n, n) @ (n, n) torch.mm, 2 n^3 flops, n = GEMM_N, on ``threads`` (torch's count)."""
+    """(n, n) @ (n, n) torch.mm, 2 n^3 flops, n = GEMM_N, on ``threads`` (torch's count), timed as every side is."""
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(GEMM_N, GEMM_N, generator=gen, dtype=dtype) for _ in range(2))
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * GEMM_N ** 3 / best / 1e9
+    return 2 * GEMM_N ** 3 / best_of(torch.mm, a, b) / 1e9
 
 
 def rate(name: str, flops: float, seconds: float, dtype=torch.float32) -> str:

@@ -7,12 +7,15 @@ Runs in its own venv (neural-tangents is not a fastdyn dependency), e.g.
 
 The network is stax Dense / activation / ... / Dense in the standard parameterisation (the same shapes and
 parameter count as fastdyn.models.FCNet); the kernel is Theta(x, x) with trace_axes=() on a scalar output.
-Reported: the compile (first call) time and the best of --repeats calls after it, each until the result is ready.
+Reported: the first call's time (it compiles), then the best wall and process CPU time of --repeats calls after
+--warmup untimed calls (the first of them the compiling one), each until the result is ready, and the core count
+(XLA's CPU client uses every core).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 
@@ -25,6 +28,7 @@ def main() -> None:
                         choices=["structured_derivatives", "jacobian_contraction", "ntk_vector_products"])
     parser.add_argument("--float64", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args()
 
     import jax
@@ -48,19 +52,19 @@ def main() -> None:
     implementation = getattr(nt.NtkImplementation, args.implementation.upper())
     kernel_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0, implementation=implementation))
 
-    start = time.perf_counter()
-    kernel = kernel_fn(x, None, params).block_until_ready()
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        kernel_fn(x, None, params).block_until_ready()
+    times, cpu_times = [], []
+    for _ in range(args.warmup + args.repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        kernel = kernel_fn(x, None, params).block_until_ready()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu)
+    compile_s = times[0]
+    times, cpu_times = times[args.warmup:], cpu_times[args.warmup:]
     print(json.dumps({
         "peer": "neural-tangents", "version": nt.__version__ if hasattr(nt, "__version__") else "0.6.5",
         "jax": jax.__version__, "implementation": args.implementation, "dims": args.dims, "n": args.n,
         "act": args.act, "dtype": str(kernel.dtype), "shape": list(kernel.shape), "first_call_s": compile_s,
-        "best_s": min(times), "times_s": times,
+        "best_s": min(times), "best_cpu_s": min(cpu_times), "times_s": times, "threads": os.cpu_count(),
     }))
 
 

@@ -6,6 +6,7 @@ import torch
 from .. import tiling
 from ..backends import module
 from ..registry import register
+from ..threads import limit_threads
 
 
 @register("ntk.onehidden", "cpu")
@@ -13,6 +14,8 @@ def onehidden_ntk(x1, x2, omega, b, beta, *, scale, act):
     tile = tiling.compiled_ntk_tile(x1, x2, omega.shape[0], act, tiling.CPU_TILE)
     n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
     result = torch.empty(n1, n2, dtype=x1.dtype)
-    module("cpu").onehidden_ntk(x1, x2, omega, b, beta, result, scale=scale, tile=tile,
-                                threads=torch.get_num_threads())
+    # limit_threads(0) restores torch's thread count: on small inputs the kernel sets OpenMP's to 1 and leaves it.
+    with limit_threads(0):
+        module("cpu").onehidden_ntk(x1, x2, omega, b, beta, result, scale=scale, tile=tile,
+                                    threads=torch.get_num_threads())
     return result
