@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import time
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +38,12 @@ REGISTRY: dict[str, str] = {
     "kinks": "fastdyn.experiments.kinks",
     "flow-convergence": "fastdyn.experiments.flow_convergence",
 }
+
+
+def wall_limit(seconds: float | None) -> float:
+    """``max_wall`` for :func:`fastdyn.train` from a config's wall-clock cap: None (the quick configurations, which
+    stop by steps only so that their results do not depend on the machine's load) means no cap."""
+    return math.inf if seconds is None else float(seconds)
 
 
 def load(name: str) -> ModuleType:
