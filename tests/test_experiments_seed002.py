@@ -22,10 +22,11 @@ from conftest import assert_close
 from fastdyn import kinks
 from fastdyn._src import kpca as kpca_module
 from fastdyn._src.train import exact
-from fastdyn.experiments import REGISTRY, _seed002 as common, flow_convergence, load, run_experiment
+from fastdyn.experiments import REGISTRY, _seed002 as common, flow_convergence, lazy_vs_feature, load, run_experiment
 from oracles.ntk import ntk_jacobian_contraction
 
-SEED002 = ("learning-curves", "compression", "ntk-pca", "intrinsic-dimension", "kinks", "flow-convergence")
+SEED002 = ("lazy-vs-feature", "learning-curves", "compression", "ntk-pca", "intrinsic-dimension", "kinks",
+           "flow-convergence")
 METHODS = ("feature", "lazy", "svc_ntk_init", "svc_ntk_end", "knn5")
 # Test error a method must beat to count as learning: chance is 0.5, and with p_test >= 200 test points the
 # binomial standard deviation of an error near 0.4 is <= 0.035, so 0.4 is >= 3 deviations below chance.
@@ -69,6 +70,18 @@ def _gap(better, worse):
 
 
 # ------------------------------------------------------------------------------------------------ the checks
+def check_lazy_vs_feature(out, summary):
+    config = _config(out)
+    for name in ("function.png", "kinks.png", "dynamics.png"):
+        assert (out / name).stat().st_size > 5_000, name
+    feature, lazy = (summary[f"alpha={alpha:g}"] for alpha in sorted(config["alphas"]))
+    # the binomial standard deviation of a difference of two test errors is at most sqrt(2 * 0.25 / p_test)
+    assert lazy["test_err"] - feature["test_err"] > 3 * math.sqrt(0.5 / config["p_test"])
+    assert feature["test_err"] < LEARNS
+    assert lazy["relative_weight_change"] < 0.1 < 1 < feature["relative_weight_change"]
+    assert {feature["stop"], lazy["stop"]} <= {"steps", "margins"}
+
+
 def check_learning_curves(out, summary):
     _check_outputs(out, summary)
     data = np.load(out / "errors.npz")
@@ -215,7 +228,7 @@ def test_quick_configurations_stop_by_steps(name):
 
 
 @pytest.mark.parametrize("name, check", [
-    ("learning-curves", check_learning_curves), ("compression", check_compression), ("ntk-pca", check_ntk_pca),
+    ("lazy-vs-feature", check_lazy_vs_feature), ("learning-curves", check_learning_curves), ("compression", check_compression), ("ntk-pca", check_ntk_pca),
     ("intrinsic-dimension", check_intrinsic_dimension), ("kinks", check_kinks),
     ("flow-convergence", check_flow_convergence)])
 def test_science(results, name, check):
@@ -224,9 +237,10 @@ def test_science(results, name, check):
 
 def _alpha_ignored(monkeypatch):
     """Bug: every run trains at alpha = 1, whatever its regime's alpha."""
-    fit = common.fit
+    fit, train = common.fit, lazy_vs_feature.train
     monkeypatch.setattr(common, "fit", lambda model, split, alpha, config, **options: fit(model, split, 1.0, config,
                                                                                          **options))
+    monkeypatch.setattr(lazy_vs_feature, "train", lambda *args, alpha, **options: train(*args, alpha=1.0, **options))
 
 
 def _eigenvectors_shuffled(monkeypatch):
@@ -261,6 +275,7 @@ def _pattern_bias_sign_flipped(monkeypatch):
 
 
 @pytest.mark.parametrize("name, check, bug", [
+    ("lazy-vs-feature", check_lazy_vs_feature, _alpha_ignored),
     ("compression", check_compression, _alpha_ignored),
     ("intrinsic-dimension", check_intrinsic_dimension, _alpha_ignored),
     ("learning-curves", check_learning_curves, _alpha_ignored),

@@ -4,7 +4,9 @@ An experiment module defines
 
 * ``DESCRIPTION``: one line for ``fastdyn list``;
 * ``config(quick: bool) -> dict``: its default configuration (JSON scalars and lists); ``quick`` is the
-  minutes-on-a-laptop version the tests run;
+  minutes-on-a-laptop version the tests run. Quick configurations stop by step counts only (their ``max_wall*``
+  keys are None, see :func:`wall_limit`), so their results do not depend on the machine's load; full ones may keep
+  a wall-clock cap as a safety net, and report the runs it stopped as unconverged;
 * ``run(config: dict, out: pathlib.Path, *, progress: bool = True) -> dict``: does the work, writes NPZ arrays and
   PNG figures into ``out`` and returns the summary (JSON-able scalars, flat or nested one level).
 
