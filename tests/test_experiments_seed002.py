@@ -226,6 +226,14 @@ def test_quick_configurations_stop_by_steps(name):
     assert not any("seconds" in key for key in config)
 
 
+def test_wall_clock_safety_net_is_reported_unconverged(tmp_path):
+    summary = run_experiment("compression", tmp_path, quick=True, progress=False,
+                             overrides={"ps": [16], "h": 8, "p_test": 20, "max_wall": 1e-9})
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert summary["runs_stopped_by_wall"] == len(runs) == 2
+    assert all(run["stop_reason"] == "wall" and run["unsatisfied"] > 0 for run in runs)
+
+
 @pytest.mark.parametrize("name, check", [
     ("lazy-vs-feature", check_lazy_vs_feature), ("learning-curves", check_learning_curves),
     ("compression", check_compression), ("ntk-pca", check_ntk_pca), ("intrinsic-dimension", check_intrinsic_dimension),

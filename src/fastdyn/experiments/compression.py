@@ -82,8 +82,9 @@ def _plot(out: Path, ps, final, curves, growth, config) -> None:
         keep = t > 0
         ax.plot(t[keep], np.asarray(curve["lambda"])[keep], "-" if curve["regime"] == "feature" else ":",
                 color=colour, label=f"p={curve['p']}" if curve["regime"] == "feature" else None)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if any(t > 0 for curve in curves for t in curve["t"]):  # (runs stopped before their first step have none)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.set_xlabel("time t")
     ax.set_ylabel("Lambda")
     ax.set_title("Lambda(t): feature (solid), lazy (dotted)")
