@@ -4,7 +4,9 @@ An experiment module defines
 
 * ``DESCRIPTION``: one line for ``fastdyn list``;
 * ``config(quick: bool) -> dict``: its default configuration (JSON scalars and lists); ``quick`` is the
-  minutes-on-a-laptop version the tests run;
+  minutes-on-a-laptop version the tests run. Quick configurations stop by step counts only (their ``max_wall*``
+  keys are None, see :func:`wall_limit`), so their results do not depend on the machine's load; full ones may keep
+  a wall-clock cap as a safety net, and report the runs it stopped as unconverged;
 * ``run(config: dict, out: pathlib.Path, *, progress: bool = True) -> dict``: does the work, writes NPZ arrays and
   PNG figures into ``out`` and returns the summary (JSON-able scalars, flat or nested one level).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import time
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +40,12 @@ REGISTRY: dict[str, str] = {
     "kinks": "fastdyn.experiments.kinks",
     "flow-convergence": "fastdyn.experiments.flow_convergence",
 }
+
+
+def wall_limit(seconds: float | None) -> float:
+    """``max_wall`` for :func:`fastdyn.train` from a config's wall-clock cap: None (the quick configurations, which
+    stop by steps only so that their results do not depend on the machine's load) means no cap."""
+    return math.inf if seconds is None else float(seconds)
 
 
 def load(name: str) -> ModuleType:

@@ -7,8 +7,12 @@ method (fastdyn/_src/train/exact.py) in both regimes, against feature_lazy's ste
   differ by less than the seed-to-seed spread.
 * The same flow driven from Python step by step for ``python_steps`` steps beside the C++ loop (relative
   difference of the weights), and the share of the wall time spent outside the C++ loop.
-* feature_lazy's own rule (method "euler", max_dgrad = 1e-4, max_dout = 0.1, no waiver) for ``max_wall_euler``
-  seconds: where it gets to.
+* feature_lazy's own rule (method "euler", max_dgrad = 1e-4, max_dout = 0.1, no waiver) for ``max_steps_euler``
+  steps: where it gets to.
+
+Every run stops by its step cap (``max_steps``, ``max_steps_tight``, ``max_steps_euler``) unless it converges; the
+full configuration also has wall-clock safety nets (``max_wall*``, seconds; None in the quick one, so that its
+results do not depend on the machine's load), and a run stopped by one is reported unconverged ("wall").
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _seed002 as common
+from . import _seed002 as common, wall_limit
 from .. import kinks, plotting, train
 from .._src.threads import limit_threads
 
@@ -29,11 +33,17 @@ DESCRIPTION = "training engine: the stripe trained to zero hinge loss (exact flo
 def config(quick: bool) -> dict:
     if quick:
         return {"d": 5, "h": 60, "p": 24, "p_test": 200, "alphas": [0.01, 100.0], "seeds": [0, 1], "tight_seeds": [0],
-                "tol": 1e-2, "max_dout": 0.1, "max_wall": 60.0, "max_wall_tight": 60.0, "python_steps": 20,
-                "max_wall_euler": 5.0, "threads": 1}
+                "tol": 1e-2, "max_dout": 0.1, "max_steps": 50_000, "max_steps_tight": 50_000, "max_steps_euler": 300,
+                "max_wall": None, "max_wall_tight": None, "max_wall_euler": None, "python_steps": 20, "threads": 1}
     return {"d": 5, "h": 1000, "p": 256, "p_test": 2000, "alphas": [0.01, 100.0], "seeds": [0, 1, 2],
-            "tight_seeds": [0, 1, 2], "tol": 1e-2, "max_dout": 0.1, "max_wall": 600.0, "max_wall_tight": 6000.0,
-            "python_steps": 200, "max_wall_euler": 600.0, "threads": 1}
+            "tight_seeds": [0, 1, 2], "tol": 1e-2, "max_dout": 0.1, "max_steps": 10 ** 9, "max_steps_tight": 10 ** 9,
+            "max_steps_euler": 10 ** 9, "max_wall": 600.0, "max_wall_tight": 6000.0, "max_wall_euler": 600.0,
+            "python_steps": 200, "threads": 1}
+
+
+def _caps(config: dict, suffix: str = "") -> dict:
+    """max_steps / max_wall of ``train`` from config keys "max_steps{suffix}" and "max_wall{suffix}" (None: no cap)."""
+    return {"max_steps": int(config[f"max_steps{suffix}"]), "max_wall": wall_limit(config[f"max_wall{suffix}"])}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
@@ -42,12 +52,11 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
 
 
 def _fit(config, split, seed, alpha, tol):
-    """The stripe run at ``tol`` (max_dout scaled alike; ``max_wall_tight`` caps the tighter runs)."""
+    """The stripe run at ``tol`` (max_dout scaled alike; the "_tight" caps hold the tighter runs)."""
     model = common.network(config["d"], config["h"], seed)
     tight = tol != config["tol"]
     return train(model, split.x, split.y, x_test=split.x_test, y_test=split.y_test, alpha=alpha, tol=tol,
-                 max_dout=config["max_dout"] * tol / config["tol"],
-                 max_wall=config["max_wall_tight" if tight else "max_wall"], max_steps=10 ** 9,
+                 max_dout=config["max_dout"] * tol / config["tol"], **_caps(config, "_tight" if tight else ""),
                  snapshots_per_decade=10, record_weights=False)
 
 
@@ -127,8 +136,8 @@ def _feature_lazy_rule(config) -> dict:
         split = common.dataset("stripe", config["p"], config["d"], seed=seed, p_test=config["p_test"])
         start = time.perf_counter()
         result = train(common.network(config["d"], config["h"], seed), split.x, split.y, alpha=alpha,
-                       method="euler", max_dout=0.1, max_dgrad=1e-4, waive_below=0.0, max_wall=config["max_wall_euler"],
-                       max_steps=10 ** 9, record_weights=False)
+                       method="euler", max_dout=0.1, max_dgrad=1e-4, waive_below=0.0, **_caps(config, "_euler"),
+                       record_weights=False)
         key = f"alpha{alpha:g}_feature_lazy_rule"
         summary.update({f"{key}_stop": result.stop_reason, f"{key}_unsatisfied": result.final.unsatisfied,
                         f"{key}_t": result.t, f"{key}_dt": result.dt, f"{key}_steps": result.step,

@@ -27,7 +27,7 @@ def config(quick: bool) -> dict:
               "seed": 0} if quick else
              {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 500,
               "p_test": 1000, "seed": 0})
-    return {**sizes, **common.shared_config(quick, max_steps=4000, max_wall=15.0)}
+    return {**sizes, **common.shared_config(quick, max_steps=4000)}
 
 
 def _representation(model, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
 
 
 def _run(config: dict, out: Path, progress: bool) -> dict:
-    summary, curves, clouds = {}, [], {}
+    summary, curves, clouds, fits = {}, [], {}, []
     for name in config["datasets"]:
         d = int(config["d_digits"] if name == "digits" else config["d"])
         split = common.dataset(name, int(config["p"]), d, seed=int(config["seed"]), p_test=int(config["p_test"]))
@@ -63,6 +63,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
         for regime in ("feature", "lazy"):
             result = common.fit(model, split, config[f"alpha_{regime}"], config, record_weights=False,
                                 observables={"id": _id_observable, "pc1": _pc1_observable})
+            fits.append(result)
             history = result.history()
             ids = history["obs_id"]
             pc1 = history["obs_pc1"]
@@ -79,6 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             if progress:
                 print(f"[intrinsic-dimension] {name} {regime}: ID {ids[0]:.2f} -> {ids[-1]:.2f} "
                       f"(input {summary[f'{name}_input_id']:.2f}), test_err={result.final.test_err:.3f}", flush=True)
+    summary["runs_stopped_by_wall"] = common.stopped_by_wall(fits)
     (out / "curves.json").write_text(json.dumps(curves, default=float))
     _plot(out, curves, clouds, summary, config)
     summary["figures"] = ["intrinsic_dimension.png", "representation_pca.png"]

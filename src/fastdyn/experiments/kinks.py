@@ -6,6 +6,9 @@
 * The attractor count A at the end of feature training against p (fixed h) and against h (fixed p); the seed
   reports A ~ p sqrt(h) until saturation A ~ h.
 * The p = 1 kink velocity field z_dot = F(z) for b > 0 and b < 0 (the seed's field picture).
+
+Files: the figures, ``attractors.json`` (counts per stage and per (p, h)) and ``stages.npz`` (omega and b of every
+stage, "{dataset}_{A|B|C|D}_{omega|b}", to recount the attractors independently).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def config(quick: bool) -> dict:
               "attractor_dataset": "sphere", "p_test": 200, "seed": 0} if quick else
              {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
               "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0})
-    return {**sizes, **common.shared_config(quick, max_steps=8000, max_wall=20.0)}
+    return {**sizes, **common.shared_config(quick, max_steps=8000)}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
@@ -39,12 +42,13 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
 
 def _run(config: dict, out: Path, progress: bool) -> dict:
     seed, summary = int(config["seed"]), {}
-    stage_rows = []
+    stage_rows, stage_weights, wall_stops = [], {}, 0
     for name in config["datasets"]:
         split = common.dataset(name, int(config["p"]), D, seed=seed, p_test=int(config["p_test"]))
         model = common.network(D, int(config["h"]), seed)
         lazy = common.fit(model, split, config["alpha_lazy"], config, record_weights=False)
         feature = common.fit(model, split, config["alpha_feature"], config, record_weights=True)
+        wall_stops += common.stopped_by_wall([lazy, feature])
         middle = _middle_snapshot(feature)
         stages = [("(A) init", model), ("(B) lazy end", lazy.model),
                   (f"(C) feature t={middle.t:.3g}", _with_weights(model, middle.weights)),
@@ -56,7 +60,10 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             panels.append((f"{name} {title}, A={groups.n_attractors}", z.detach(), groups.labels))
             stage_rows.append({"dataset": name, "stage": title, "attractors": groups.n_attractors,
                                "dead": groups.n_dead})
-            summary[f"{name}_{title.split()[0].strip('()')}_attractors"] = groups.n_attractors
+            stage = title.split()[0].strip("()")
+            summary[f"{name}_{stage}_attractors"] = groups.n_attractors
+            stage_weights.update({f"{name}_{stage}_{key}": getattr(network, key).detach().cpu().numpy()
+                                  for key in ("omega", "b")})
         summary[f"{name}_feature_test_err"] = feature.final.test_err
         summary[f"{name}_lazy_test_err"] = lazy.final.test_err
         plotting.save_figure(plotting.plot_kink_panels(panels), out, f"kinks_{name}.png")
@@ -65,6 +72,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
                                                              if r["dataset"] == name), flush=True)
 
     counts = _attractor_counts(config, progress)
+    np.savez(out / "stages.npz", **stage_weights)
     (out / "attractors.json").write_text(json.dumps({"stages": stage_rows, "counts": counts}, indent=1))
     _plot_counts(out, counts, config)
     _plot_field(out)
@@ -73,6 +81,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     summary["attractor_exponent_p"] = _slope([c["p"] for c in by_p], [c["attractors"] for c in by_p])
     summary["attractor_exponent_h"] = _slope([c["h"] for c in by_h], [c["attractors"] for c in by_h])
     summary["attractor_fraction_of_h_max"] = max(c["attractors"] / c["h"] for c in counts)
+    summary["runs_stopped_by_wall"] = wall_stops + sum(c["stop_reason"] == "wall" for c in counts)
     summary["figures"] = [f"kinks_{name}.png" for name in config["datasets"]] + ["attractors.png", "field_p1.png"]
     return summary
 
@@ -106,7 +115,7 @@ def _attractor_counts(config: dict, progress: bool) -> list[dict]:
                                 record_weights=False)
             groups = kinks.attractors(result.model, split.x)
             done[(p, h)] = {"attractors": groups.n_attractors, "dead": groups.n_dead,
-                            "unsatisfied": result.final.unsatisfied}
+                            "unsatisfied": result.final.unsatisfied, "stop_reason": result.stop_reason}
             if progress:
                 print(f"[kinks] {name} p={p} h={h}: A={groups.n_attractors} (dead {groups.n_dead}), "
                       f"{result.stop_reason}", flush=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import wall_limit
 from .. import data, kinks, onehidden, plotting, train
 from ..data.synthetic import STRIPE_BOUNDS
 from ..models import OneHidden
@@ -28,7 +29,7 @@ def config(quick: bool) -> dict:
     """Defaults: the paper's set-up scaled down (quick: well under a minute on 2 cores)."""
     if quick:
         return dict(p=128, p_test=1000, d=5, h=256, alphas=[0.01, 100.0], seed=0, dtype="float64",
-                    max_steps=4000, max_wall=120.0, max_dgrad=0.1, max_dout=0.1, grid=61, device="cpu",
+                    max_steps=4000, max_wall=None, max_dgrad=0.1, max_dout=0.1, grid=61, device="cpu",
                     backend="auto", threads=1)
     return dict(p=1000, p_test=10000, d=10, h=10000, alphas=[1e-3, 1e3], seed=0, dtype="float64",
                 max_steps=200000, max_wall=3600.0, max_dgrad=1e-4, max_dout=0.1, grid=121, device="cpu",
@@ -75,7 +76,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     for alpha in config["alphas"]:
         bar = _bar(progress, f"alpha={alpha:g}", config["max_steps"])
         result = train(init, x, y, alpha=alpha, loss="hinge", dynamics="flow", x_test=x_test, y_test=y_test,
-                       max_steps=config["max_steps"], max_wall=config["max_wall"], max_dgrad=config["max_dgrad"],
+                       max_steps=config["max_steps"], max_dgrad=config["max_dgrad"],
+                       max_wall=wall_limit(config["max_wall"]),
                        max_dout=config["max_dout"], backend=config["backend"], record_weights=False,
                        callback=bar.update_state if bar else None)
         if bar:

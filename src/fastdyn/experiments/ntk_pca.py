@@ -29,7 +29,7 @@ def config(quick: bool) -> dict:
               "svc_C": 1000.0} if quick else
              {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 500, "p_test": 1000,
               "seed": 0, "svc_C": 1000.0})
-    return {**sizes, **common.shared_config(quick, max_steps=3000, max_wall=10.0)}
+    return {**sizes, **common.shared_config(quick, max_steps=3000)}
 
 
 def _ntk_observable(model, context):
@@ -46,10 +46,11 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     split = common.dataset(name, int(config["p"]), d, seed=seed, p_test=int(config["p_test"]))
     y = split.y.numpy()
     model = common.network(d, int(config["h"]), seed)
-    spectra, over_time, summary = {}, {}, {}
+    spectra, over_time, summary, fits = {}, {}, {}, []
     for regime in ("feature", "lazy"):
         result = common.fit(model, split, config[f"alpha_{regime}"], config, record_weights=False,
                             observables={"ntk": _ntk_observable})
+        fits.append(result)
         history = result.history()
         kernels = history["obs_ntk"]                                   # (snapshots, p, p)
         decomposition = kpca(kernels, y)
@@ -78,7 +79,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     np.savez(out / "ntk_pca.npz", **{f"{k}_{q}": np.asarray(v) for k, s in spectra.items() for q, v in s.items()},
              **{f"{r}_{q}": np.asarray(v) for r, s in over_time.items() for q, v in s.items()})
 
-    svc_rows = _svc_against_network(config, progress)
+    svc_rows = _svc_against_network(config, progress, fits)
+    summary["runs_stopped_by_wall"] = common.stopped_by_wall(fits)
     (out / "svc_vs_network.json").write_text(json.dumps(svc_rows, indent=1, default=float))
     _plot(out, spectra, over_time, svc_rows, config)
     last = svc_rows[-1]
@@ -87,8 +89,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     return summary
 
 
-def _svc_against_network(config: dict, progress: bool) -> list[dict]:
-    """Test errors of the networks and of SVCs with their NTKs, one seed per size."""
+def _svc_against_network(config: dict, progress: bool, fits: list) -> list[dict]:
+    """Test errors of the networks and of SVCs with their NTKs, one seed per size (runs appended to ``fits``)."""
     rows = []
     d, seed = int(config["d"]), int(config["seed"])
     for p in config["ps_svc"]:
@@ -97,6 +99,7 @@ def _svc_against_network(config: dict, progress: bool) -> list[dict]:
         row = {"p": int(p), "svc_ntk_init": common.ntk_svc_error(model, split, C=config["svc_C"])}
         for regime in ("feature", "lazy"):
             result = common.fit(model, split, config[f"alpha_{regime}"], config, record_weights=False)
+            fits.append(result)
             row[f"network_{regime}"] = result.final.test_err
             row[f"svc_ntk_end_{regime}"] = common.ntk_svc_error(result.model, split, C=config["svc_C"])
         rows.append(row)
