@@ -37,7 +37,8 @@ from conftest import assert_close
 from fastdyn import kinks
 from fastdyn._src.backend_torch.onehidden import gradient as torch_gradient
 from gemm_rate import rate
-from harness import Timer, run_installed, settled_neurons, sized
+from installed import run_installed
+from harness import Timer, settled_neurons, sized
 
 H, P, D = sized(100_000, 300), sized(10_000, 200), 10
 P_SMALL = sized(1_000, 50)
@@ -103,13 +104,13 @@ route, h, p = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 model, x, g = problem(h, p)
 fn = {"fastdyn": lambda *a: kinks.velocities(*a, backend="cpu"), "torch": torch_velocities}[route]
 fn(model, x[:50], g[:50])  # load the kernels
-print(peak_growth_mb(fn, model, x, g))
+report(mb=peak_growth_bytes(fn, model, x, g) / 2**20)
 """
 
 
 def extra_peak_mb(route: str, h: int, p: int) -> float:
     """Peak RSS of one call minus the RSS before it, in a fresh interpreter of the installed package (MB)."""
-    return float(run_installed(_PEAK_SCRIPT, route, h, p).split()[-1])
+    return run_installed(_PEAK_SCRIPT, route, h, p)["mb"]
 
 
 def gradient_flops(h, p):

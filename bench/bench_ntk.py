@@ -25,7 +25,8 @@ import torch
 import fastdyn
 from conftest import assert_close
 from fastdyn import ntk
-from harness import Timer, run_installed, sized
+from installed import run_installed
+from harness import Timer, sized
 from oracles.ntk import ntk_jacobian_contraction
 
 N, D, H = sized(2000, 70), 30, sized(10_000, 300)
@@ -120,13 +121,13 @@ from bench_ntk import problem
 n, h = map(int, sys.argv[1:])
 model, x = problem(n, h)
 ntk(model, x[:8], backend="cpu")  # load the extension and start the threads first
-print(peak_growth_mb(lambda: ntk(model, x, backend="cpu")))
+report(mb=peak_growth_bytes(ntk, model, x, backend="cpu") / 2**20)
 """
 
 
 def peak_rss_growth_mb(n: int, h: int) -> float:
     """Peak RSS during one ntk call minus the RSS before it, in a fresh interpreter of the installed package (MB)."""
-    return float(run_installed(_PEAK_SCRIPT, n, h).split()[-1])
+    return run_installed(_PEAK_SCRIPT, n, h)["mb"]
 
 
 @pytest.mark.parametrize("h", SWEEP_WIDTHS)

@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,13 +27,13 @@ import torch
 from conftest import assert_close
 from fastdyn._src.ntk_structured import structured_ntk
 from fastdyn.models import FCNet
-from harness import BENCH_DIR, ROUNDS, WARMUP, Timer, Timing, sized
+from harness import ROUNDS, WARMUP, Timer, Timing, sized
 from oracles.ntk import ntk_jacobian_contraction
 
 N, N_TORCH, CHECK_N = sized(2000, 40), sized(500, 20), sized(32, 16)
 SHAPES = {"deep": sized([30, 1024, 1024, 1], [7, 33, 17, 1]), "onehidden": sized([30, 4096, 1], [7, 65, 1])}
 CASES = [("deep", torch.float32), ("onehidden", torch.float32), ("deep", torch.float64)]
-PEER_SCRIPT = BENCH_DIR / "peers" / "neural_tangents_ntk.py"
+PEER_SCRIPT = Path(__file__).resolve().parent / "peers" / "neural_tangents_ntk.py"
 TIMER = Timer()
 
 

@@ -1,5 +1,5 @@
-"""What every benchmark shares: its sizes (full or smoke), the one timer of both sides of a comparison, and fresh
-interpreters that run the installed package.
+"""What every benchmark shares: its sizes (full or smoke) and the one timer of both sides of a comparison (fresh
+interpreters of the installed package, for peak memory: tests/installed.py).
 
 * ``FASTDYN_BENCH_SMOKE=1``: tiny sizes and one round without warm-up, so that ``tests/test_bench_smoke.py`` runs
   every benchmark's accuracy checks in seconds (its timings mean nothing).
@@ -8,21 +8,14 @@ interpreters that run the installed package.
 """
 import math
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 SMOKE = os.environ.get("FASTDYN_BENCH_SMOKE", "0").strip() not in ("", "0")
 ROUNDS = 1 if SMOKE else int(os.environ.get("FASTDYN_BENCH_ROUNDS", "3"))
 WARMUP = 0 if SMOKE else int(os.environ.get("FASTDYN_BENCH_WARMUP", "1"))
-BENCH_DIR = Path(__file__).resolve().parent
-TESTS_DIR = BENCH_DIR.parent / "tests"
-SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []  # no script or working directory on sys.path
 
 
 def sized(full, smoke):
@@ -122,37 +115,3 @@ def best_of(fn, *args):
     for _ in range(WARMUP + ROUNDS):
         call()
     return min(walls[-ROUNDS:])
-
-
-_INSTALLED_PRELUDE = """
-import sys
-import fastdyn, fastdyn._core  # the installed package, with its compiled extension
-assert "cpu" in fastdyn.available_backends(), fastdyn.why_unavailable("cpu")
-sys.path[:0] = {paths!r}
-
-
-def peak_growth_mb(fn, *args):
-    # peak RSS during fn(*args) minus the RSS before it, in MB (VmHWM reset through /proc/self/clear_refs)
-    def kib(field):
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    before = kib("VmRSS")
-    fn(*args)
-    return (kib("VmHWM") - before) / 1024
-"""
-
-
-def run_installed(code: str, *args) -> str:
-    """stdout of ``code`` in a fresh ``python -P`` (3.11+) started outside the checkout: it imports the installed
-    fastdyn (failing unless fastdyn._core is built) and sees bench/ and tests/ only as plain module folders.
-    ``code`` may call ``peak_growth_mb(fn, *args)``."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    prelude = _INSTALLED_PRELUDE.format(paths=[str(BENCH_DIR), str(TESTS_DIR)])
-    with tempfile.TemporaryDirectory() as outside:
-        done = subprocess.run([sys.executable, *SAFE_PATH, "-c", prelude + code, *map(str, args)], cwd=outside,
-                              env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"subprocess failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return done.stdout

@@ -7,18 +7,13 @@ Backends. Every test parametrised over a backend (a parameter named ``backend`` 
 for a deliberately partial install.
 """
 import importlib.util
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import fastdyn
-from fastdyn._src import backends as _backends
 from fastdyn._src.backends import BACKENDS
 
 CPU_BACKENDS = ["cpu", "numba", "torch"]
@@ -51,10 +46,6 @@ def require_backend(name: str) -> None:
     pytest.skip(reason)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "needs_backend(name): runs only where backend `name` is available")
-
-
 def pytest_runtest_setup(item):
     for mark in item.iter_markers("needs_backend"):
         require_backend(mark.args[0])
@@ -67,6 +58,13 @@ def pytest_runtest_setup(item):
 requires_cuda = pytest.mark.needs_backend("cuda")
 
 
+def _float64(values) -> torch.Tensor:
+    """A float64 CPU tensor of a tensor, array (any strides) or Python number (never rounded through float32)."""
+    if isinstance(values, np.ndarray):
+        values = np.ascontiguousarray(values)
+    return torch.as_tensor(values, dtype=torch.float64).detach().cpu()
+
+
 def assert_close(actual, expected, dtype=torch.float64, *, rtol=None, scale=None, rows=False):
     """Elementwise ``|actual - expected| <= rtol * (|expected| + scale)``, ``rtol = RTOL[dtype]`` by default.
 
@@ -74,9 +72,7 @@ def assert_close(actual, expected, dtype=torch.float64, *, rtol=None, scale=None
     or of each row (dim 0) when ``rows=True`` (per-neuron quantities, whose magnitudes differ by orders).
     ``expected`` should be an fp64 oracle, also for fp32 paths.
     """
-    # dtype=float64 in as_tensor: a Python float would otherwise become a float32 tensor first.
-    actual = torch.as_tensor(actual, dtype=torch.float64).detach().cpu()
-    expected = torch.as_tensor(expected, dtype=torch.float64).detach().cpu()
+    actual, expected = _float64(actual), _float64(expected)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     if not actual.numel():
         return
@@ -95,32 +91,6 @@ def assert_close(actual, expected, dtype=torch.float64, *, rtol=None, scale=None
         raise AssertionError(f"{int((excess > 1).sum())}/{actual.numel()} entries off by more than rtol={rtol:.0e}: "
                              f"worst at {tuple(map(int, index))}: {a!r} vs {e!r} "
                              f"(|diff| {abs(a - e):.3e} > bound {float(bound[index]):.3e})")
-
-
-REPO = Path(__file__).resolve().parents[1]
-
-# Prepended to every run_installed script: report(**values) prints them, with where fastdyn was imported from.
-_REPORT = """
-import json, sys
-import fastdyn
-from fastdyn._src.backends import module
-def report(**values):
-    imported = {"fastdyn": fastdyn.__file__, "_core": module("cpu").__file__, "build": fastdyn.build_status()["_core"]}
-    print(json.dumps({"imported": imported, **values}))
-"""
-
-
-def run_installed(code: str, cwd, *args: str, timeout: float = 300) -> dict:
-    """Run ``code`` (which ends by calling ``report(**values)``) in a fresh interpreter started in ``cwd``, outside
-    the source tree; check it imported this process's fastdyn and compiled ``_core``, and return the values."""
-    assert not Path(cwd).resolve().is_relative_to(REPO), f"{cwd} is inside the source tree"
-    done = subprocess.run([sys.executable, "-c", _REPORT + code, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    values = json.loads(done.stdout.splitlines()[-1])
-    here = {"fastdyn": fastdyn.__file__, "_core": _backends.module("cpu").__file__, "build": "built"}
-    assert values.pop("imported") == here, "the subprocess imported another fastdyn, or one without _core"
-    return values
 
 
 @pytest.fixture(params=CPU_BACKENDS)

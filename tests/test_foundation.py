@@ -14,7 +14,8 @@ from fastdyn._src import arrays, backends as _backends
 from fastdyn.models import OneHidden
 from fastdyn._src.backend_torch.onehidden import forward as torch_forward
 
-from conftest import CPU_BACKENDS, HAS_CUDA, REPO, assert_close, requires_cuda, run_installed
+from conftest import CPU_BACKENDS, HAS_CUDA, assert_close, requires_cuda
+from installed import REPO, run_installed
 
 def make(d=5, h=37, p=11, dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)
@@ -40,7 +41,7 @@ def test_compiled_core_is_built():
 def test_subprocesses_import_the_installed_package(tmp_path):
     """A subprocess gets this process's fastdyn and _core, both installed: _core never from the source tree, and
     the Python files only from it in an editable install."""
-    assert run_installed("report()", tmp_path) == {}
+    assert run_installed("report()", cwd=tmp_path) == {}
     source = REPO / "src"
     assert not Path(_backends.module("cpu").__file__).resolve().is_relative_to(source)
     direct_url = json.loads(importlib.metadata.distribution("fastdyn").read_text("direct_url.json") or "{}")
@@ -206,3 +207,26 @@ def test_threads_follow_torch(cpu_backend):
     expected = reference_forward(model, x)
     assert_close(one, expected)
     assert_close(fused.forward(model, x, backend=cpu_backend), expected)
+
+
+@pytest.mark.needs_backend("cpu")
+@pytest.mark.parametrize("call", ["forward", "gradient", "ntk", "kpca", "train-exact", "train-euler"])
+def test_cpu_kernels_leave_torch_threads_alone(call):
+    """A small call may run one thread inside, but torch's thread count (OpenMP's, shared) must be as it was."""
+    model, x = make(d=3, h=5, p=7)
+    y = torch.sign(x[:, 0])
+    calls = {
+        "forward": lambda: fused.forward(model, x, backend="cpu"),
+        "gradient": lambda: fused.gradient(model, x, y, backend="cpu"),
+        "ntk": lambda: fastdyn.ntk(model, x, backend="cpu"),
+        "kpca": lambda: fastdyn.kpca(torch.eye(7, dtype=torch.float64), k=2, backend="cpu"),
+        "train-exact": lambda: fastdyn.train(model, x, y, max_steps=3, backend="cpu"),
+        "train-euler": lambda: fastdyn.train(model, x, y, max_steps=3, method="euler", backend="cpu"),
+    }
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        calls[call]()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

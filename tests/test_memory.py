@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import run_installed
+from installed import run_installed
 
 POINTS, NEURONS, DIM = 2000, 50_000, 10         # forward, gradient, kink velocities
 NTK_POINTS, NTK_NEURONS = 100, 1_000_000        # the closed-form NTK (cost ~ points^2 x neurons)
@@ -39,17 +39,9 @@ calls = {
     "control": lambda rows: torch_forward(x[:rows], omega, b, beta, scale=model.output_scale, chunk=neurons),
 }
 
-def kib(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-
 def extra_bytes(call):
     call(8)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    before = kib("VmRSS")
-    call(None)
-    return (kib("VmHWM") - before) * 1024
+    return peak_growth_bytes(call, None)
 
 report(extra={name: extra_bytes(calls[name]) for name in names})
 """
@@ -68,7 +60,7 @@ def extra_memory(tmp_path_factory):
     def measure(backend):
         sizes = map(str, (POINTS, NEURONS, DIM, NTK_POINTS, NTK_NEURONS))
         cwd = tmp_path_factory.mktemp(f"memory-{backend}")
-        return run_installed(_PROBE, cwd, backend, ",".join(MEASURED[backend]), *sizes)["extra"]
+        return run_installed(_PROBE, backend, ",".join(MEASURED[backend]), *sizes, cwd=cwd)["extra"]
     return measure
 
 
