@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import fastdyn
+from conftest import assert_close
 from fastdyn._src import backends
+from test_kinks import assert_neurons_close
 
-pytestmark = pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs fastdyn._core")
+pytestmark = pytest.mark.needs_backend("cpu")  # fails where fastdyn._core should be built but is not
 
-TOL = {torch.float32: 1e-4, torch.float64: 1e-9}
 SIZES = [(37, d, h) for d in (1, 5, 10, 23, 31) for h in (19, 130)]
 
 
@@ -44,12 +45,6 @@ def pre_activations(x, omega, b):
     return x.double() @ omega.double().T / d ** 0.5 + b.double()
 
 
-def close(got, expected, dtype):
-    expected = expected.double()
-    err = float((got.double() - expected).abs().max()) / max(float(expected.abs().max()), 1e-300)
-    assert err < TOL[dtype], f"relative error {err:.2e}"
-
-
 @pytest.mark.parametrize("isa", isas())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("p, d, h", SIZES)
@@ -63,20 +58,17 @@ def test_forward_gradient_moments_against_autograd(core, isa, dtype, p, d, h):
     core.onehidden_forward(x, omega, b, beta, out, scale=scale, threads=2)
     params = [t.double().clone().requires_grad_() for t in (omega, b, beta)]
     f = scale * torch.relu(x.double() @ params[0].T / d ** 0.5 + params[1]) @ params[2]
-    close(out, f.detach(), dtype)
+    assert_close(out, f, dtype)
 
     grads = [torch.empty_like(t) for t in (omega, b, beta)]
     core.onehidden_gradient(x, g, omega, b, beta, *grads, scale=scale, threads=2)
-    for got, expected in zip(grads, torch.autograd.grad((g.double() * f).sum(), params)):
-        close(got, expected, dtype)
+    assert_neurons_close(grads, torch.autograd.grad((g.double() * f).sum(), params), dtype)
 
     sx, s1, sp = torch.empty_like(omega), torch.empty_like(b), torch.empty_like(b)
     core.onehidden_moments(x, g, omega, b, sx, s1, sp, threads=2)
     pre = pre_activations(x, omega, b)
     ga = (pre > 0).double() * g.double()[:, None]  # (p, h) g_i a_ni
-    close(sx, ga.T @ x.double(), dtype)
-    close(s1, ga.sum(0), dtype)
-    close(sp, (ga * pre).sum(0), dtype)
+    assert_neurons_close((sx, s1, sp), (ga.T @ x.double(), ga.sum(0), (ga * pre).sum(0)), dtype)
 
 
 def reference_keys(active):
@@ -121,11 +113,11 @@ def test_several_blocks_and_runs(core, isa):
     core.onehidden_gradient(x, g, omega, b, beta, *grads, scale=1.5, threads=2)
     pre = pre_activations(x, omega, b)
     ga = (pre > 0).double() * g.double()[:, None]
-    close(grads[0], 1.5 * beta[:, None] * (ga.T @ x) / 10 ** 0.5, torch.float64)
-    close(grads[2], 1.5 * (ga * pre).sum(0), torch.float64)
+    expected = (1.5 * beta[:, None] * (ga.T @ x) / 10 ** 0.5, 1.5 * beta * ga.sum(0), 1.5 * (ga * pre).sum(0))
+    assert_neurons_close(grads, expected, torch.float64)
     out = torch.empty(7000, dtype=torch.float64)
     core.onehidden_forward(x, omega, b, beta, out, scale=1.5, threads=2)
-    close(out, 1.5 * torch.relu(pre) @ beta, torch.float64)
+    assert_close(out, 1.5 * torch.relu(pre) @ beta, torch.float64)
 
 
 @pytest.mark.parametrize("isa", isas())
@@ -163,7 +155,7 @@ def _isa_in_subprocess(value):
     env = {**os.environ, "FASTDYN_CPU_ISA": value}
     code = ("import scipy_openblas32, fastdyn._core as c\n"
             "try:\n    print(c.cpu_isa())\nexcept ValueError as e:\n    print('ValueError:', e)")
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
@@ -181,7 +173,7 @@ def test_environment_variable_forces_the_path():
 
 
 def test_info_names_the_path(core):
-    result = subprocess.run([sys.executable, "-m", "fastdyn", "info"], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-P", "-m", "fastdyn", "info"], capture_output=True, text=True, check=True)
     assert f"cpu isa: {core.cpu_isa()} (" in result.stdout
     assert f"this CPU runs {', '.join(core.cpu_isas())};" in result.stdout
 
