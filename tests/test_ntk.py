@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-import fastdyn
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
 from fastdyn import NTKInfo, ntk
 from fastdyn._src import memory

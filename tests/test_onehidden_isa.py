@@ -1,16 +1,12 @@
 """The instruction-set paths of the one-hidden CPU kernels (csrc/cpu/isa/): every path this CPU runs against plain
 torch references (autograd for the gradient, a Python transcription of the pattern hash), odd sizes, determinism,
-and the choice of path (FASTDYN_CPU_ISA, set_cpu_isa)."""
-import os
-import subprocess
-import sys
-
+and the choice of path (FASTDYN_CPU_ISA, set_cpu_isa; `fastdyn info` naming it is tests/test_cli.py's)."""
 import numpy as np
 import pytest
 import torch
 
 import fastdyn
-from conftest import assert_close
+from conftest import assert_close, run_installed
 from fastdyn._src import backends
 from test_kinks import assert_neurons_close
 
@@ -151,31 +147,24 @@ def test_paths_and_set_cpu_isa(core):
             core.set_cpu_isa(missing[-1])
 
 
-def _isa_in_subprocess(value):
-    env = {**os.environ, "FASTDYN_CPU_ISA": value}
-    code = ("import scipy_openblas32, fastdyn._core as c\n"
-            "try:\n    print(c.cpu_isa())\nexcept ValueError as e:\n    print('ValueError:', e)")
-    return subprocess.run([sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+def _isa_in_subprocess(value, monkeypatch, cwd):
+    """The path the installed _core takes (or its ValueError) in a fresh interpreter with FASTDYN_CPU_ISA=value."""
+    monkeypatch.setenv("FASTDYN_CPU_ISA", value)
+    code = ("try:\n    isa = module('cpu').cpu_isa()\nexcept ValueError as error:\n    isa = f'ValueError: {error}'\n"
+            "report(isa=isa)")
+    return run_installed(code, cwd)["isa"]
 
 
-def test_environment_variable_forces_the_path():
+def test_environment_variable_forces_the_path(monkeypatch, tmp_path):
     for name in isas():
-        assert _isa_in_subprocess(name) == name
-    error = _isa_in_subprocess("fast")
+        assert _isa_in_subprocess(name, monkeypatch, tmp_path) == name
+    error = _isa_in_subprocess("fast", monkeypatch, tmp_path)
     assert error.startswith("ValueError: the environment variable FASTDYN_CPU_ISA must be one of baseline, avx2, "
                             "avx512") and "got 'fast'" in error
     missing = [name for name in ("avx2", "avx512") if name not in isas()]
     if missing:
-        error = _isa_in_subprocess(missing[-1])
+        error = _isa_in_subprocess(missing[-1], monkeypatch, tmp_path)
         assert f"FASTDYN_CPU_ISA = '{missing[-1]}': this CPU cannot run that path" in error
-
-
-
-def test_info_names_the_path(core):
-    result = subprocess.run([sys.executable, "-P", "-m", "fastdyn", "info"], capture_output=True, text=True, check=True)
-    assert f"cpu isa: {core.cpu_isa()} (" in result.stdout
-    assert f"this CPU runs {', '.join(core.cpu_isas())};" in result.stdout
 
 
 def test_moments_buffers_are_checked_by_name(core):
