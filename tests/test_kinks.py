@@ -120,12 +120,11 @@ def test_positions_formula(dtype):
     z_np = kinks.positions(model.omega.detach().numpy(), model.b.detach().numpy())
     assert isinstance(z_np, np.ndarray)
     assert_close(z_np, expected, dtype, rows=True)
-    # the kink lies on the neuron's hyperplane and is its point nearest the origin (parallel to omega)
-    z64, omega = torch.as_tensor(expected), model.omega.detach().double()
-    pre = (z64 * omega).sum(1) / math.sqrt(5) + model.b.detach().double()
-    assert float(pre.abs().max()) < 1e-12 * float(z64.abs().max() * omega.abs().max() + 1)
-    cross = z64[:, :, None] * omega[:, None, :] - omega[:, :, None] * z64[:, None, :]
-    assert float(cross.abs().max()) < 1e-12 * float(z64.abs().max() * omega.abs().max())
+    # by the definition: the kink lies on the neuron's hyperplane and is its point nearest the origin (parallel to
+    # omega), so z . omega / sqrt(d) = -b and z_j omega_k = omega_j z_k
+    z64, omega, b = z.double(), model.omega.detach().double(), model.b.detach().double()
+    assert_close((z64 * omega).sum(1) / math.sqrt(5), -b, dtype)
+    assert_close(z64[:, :, None] * omega[:, None, :], omega[:, :, None] * z64[:, None, :], dtype, rows=True)
 
 
 def test_positions_degenerate_and_zero_bias():
