@@ -1,4 +1,7 @@
-"""fastdyn.onehidden.gradient and fastdyn.kinks against torch autograd and plain numpy."""
+"""fastdyn.onehidden.gradient and fastdyn.kinks against torch autograd (fp64) and plain numpy.
+
+Gradients and kink velocities are per-neuron quantities whose sizes differ by orders between neurons (z_dot scales
+as 1/||omega||^2), so they are compared neuron by neuron: ``assert_close(..., rows=True)``."""
 import math
 
 import numpy as np
@@ -7,7 +10,8 @@ import torch
 
 import fastdyn
 from fastdyn import onehidden as fused
-from conftest import CPU_BACKENDS, assert_close, requires_cuda
+from conftest import assert_close, requires_cuda
+from oracles.onehidden import autograd_gradient, autograd_kink_velocity
 
 SIZES = [(13, 3, 37), (1, 4, 9), (29, 20, 18), (40, 16, 33), (6, 1, 5)]  # (p, d, h): odd, p = 1, d > 16, d = 1
 
@@ -20,14 +24,13 @@ def make_problem(p, d, h, dtype, device="cpu", seed=0, scale="mf"):
     return model, x, g
 
 
-def autograd_gradient(model, x, g):
-    """Gradient of sum(g * model(x)) in fp64 by torch autograd."""
-    ref = fastdyn.OneHidden(model.d, model.h, scale=model.scale, dtype=torch.float64, device=x.device)
-    with torch.no_grad():
-        for name in ("omega", "b", "beta"):
-            getattr(ref, name).copy_(getattr(model, name))
-    (g.double() * ref(x.double())).sum().backward()
-    return ref.omega.grad, ref.b.grad, ref.beta.grad
+def assert_neurons_close(actual, expected, dtype):
+    """Gradient-like triples (omega (h, d), b (h,), beta (h,)) neuron by neuron: (omega_n, b_n), one sum over the
+    points weighted by x_i and by 1, on the scale of that row; beta_n on its own scale."""
+    omega, b, beta = map(torch.as_tensor, actual)  # numpy or torch
+    omega_ref, b_ref, beta_ref = expected
+    assert_close(torch.column_stack([omega, b]), torch.column_stack([omega_ref, b_ref]), dtype, rows=True)
+    assert_close(beta, beta_ref, dtype, rows=True)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: "p%d-d%d-h%d" % s)
@@ -36,28 +39,25 @@ def test_gradient_matches_autograd(cpu_backend, dtype, size, scale):
     model, x, g = make_problem(*size, dtype, scale=scale)
     expected = autograd_gradient(model, x, g)
     actual = fused.gradient(model, x, g, backend=cpu_backend)
-    for a, e in zip(actual, expected):
-        assert a.dtype == dtype
-        assert_close(a, e, dtype)
+    assert [(a.dtype, a.shape) for a in actual] == [(dtype, e.shape) for e in expected]
+    assert_neurons_close(actual, expected, dtype)
 
 
-def test_gradient_numpy_in_numpy_out(cpu_backend):
-    model, x, g = make_problem(13, 3, 37, torch.float64)
+def test_gradient_numpy_in_numpy_out(cpu_backend, dtype):
+    model, x, g = make_problem(13, 3, 37, dtype)
     out = fused.gradient(model, x.numpy(), g.numpy(), backend=cpu_backend)
-    assert all(isinstance(a, np.ndarray) for a in out)
-    for a, e in zip(out, autograd_gradient(model, x, g)):
-        assert_close(a, e, torch.float64)
+    assert all(isinstance(a, np.ndarray) and a.dtype == x.numpy().dtype for a in out)
+    assert_neurons_close(out, autograd_gradient(model, x, g), dtype)
 
 
-def test_gradient_dead_and_always_active_neurons(cpu_backend):
-    model, x, g = make_problem(17, 3, 11, torch.float64)
+def test_gradient_dead_and_always_active_neurons(cpu_backend, dtype):
+    model, x, g = make_problem(17, 3, 11, dtype)
     with torch.no_grad():
         model.b[:3] = -1e3  # dead on every point
         model.b[3:6] = 1e3  # active on every point
     grad_omega, grad_b, grad_beta = fused.gradient(model, x, g, backend=cpu_backend)
     assert torch.all(grad_omega[:3] == 0) and torch.all(grad_b[:3] == 0) and torch.all(grad_beta[:3] == 0)
-    for a, e in zip((grad_omega, grad_b, grad_beta), autograd_gradient(model, x, g)):
-        assert_close(a, e, torch.float64)
+    assert_neurons_close((grad_omega, grad_b, grad_beta), autograd_gradient(model, x, g), dtype)
 
 
 @pytest.mark.parametrize("d", [2, 10, 30])
@@ -65,8 +65,7 @@ def test_gradient_many_points(cpu_backend, dtype, d):
     """p past one L2 block of x and many summation runs, widths not a multiple of the SIMD tile; d = 30 runs the
     C++ kernel's two-pass path, d <= 24 its register path."""
     model, x, g = make_problem(7000, d, 45, dtype, seed=d)
-    for a, e in zip(fused.gradient(model, x, g, backend=cpu_backend), autograd_gradient(model, x, g)):
-        assert_close(a, e, dtype)
+    assert_neurons_close(fused.gradient(model, x, g, backend=cpu_backend), autograd_gradient(model, x, g), dtype)
 
 
 def test_gradient_input_errors():
@@ -95,10 +94,9 @@ def test_gradient_input_errors():
 @pytest.mark.parametrize("size", SIZES + [(300, 40, 7), (2000, 10, 3)], ids=lambda s: "p%d-d%d-h%d" % s)
 def test_gradient_cuda_matches_autograd(dtype, size):
     model, x, g = make_problem(*size, dtype, device="cuda")
-    expected = autograd_gradient(model, x, g)
-    for a, e in zip(fused.gradient(model, x, g, backend="cuda"), expected):
-        assert a.is_cuda
-        assert_close(a, e, dtype)
+    actual = fused.gradient(model, x, g, backend="cuda")
+    assert all(a.is_cuda and a.dtype == dtype for a in actual)
+    assert_neurons_close(actual, autograd_gradient(model, x, g), dtype)
 
 
 # ---- kinks -----------------------------------------------------------------------------------------------------
@@ -113,32 +111,20 @@ def kink_formula(omega, b):
     return -math.sqrt(omega.shape[1]) * b[:, None] * omega / (omega**2).sum(1, keepdims=True)
 
 
-def autograd_kink_velocity(model, x, g):
-    """Jacobian of z(omega, b) (torch.func.jvp) times the autograd gradient-flow velocities, fp64."""
-    grad_omega, grad_b, _ = autograd_gradient(model, x, g)
-    omega, b = model.omega.detach().double(), model.b.detach().double()
-
-    def z_of(o, c):
-        return -math.sqrt(o.shape[1]) * c[:, None] * o / (o * o).sum(1, keepdim=True)
-
-    return torch.func.jvp(z_of, (omega, b), (-grad_omega, -grad_b))[1]
-
-
 def test_positions_formula(dtype):
     model, _, _ = make_problem(3, 5, 41, dtype)
     expected = kink_formula(model.omega.detach(), model.b.detach())
     z = kinks.positions(model)
     assert isinstance(z, torch.Tensor) and z.dtype == dtype and z.shape == (41, 5)
-    assert_close(z, expected, dtype)
+    assert_close(z, expected, dtype, rows=True)
     z_np = kinks.positions(model.omega.detach().numpy(), model.b.detach().numpy())
     assert isinstance(z_np, np.ndarray)
-    assert_close(z_np, expected, dtype)
-    # the kink lies on the neuron's hyperplane and is its point nearest the origin (parallel to omega)
-    z64, omega = torch.as_tensor(expected), model.omega.detach().double()
-    pre = (z64 * omega).sum(1) / math.sqrt(5) + model.b.detach().double()
-    assert float(pre.abs().max()) < 1e-12 * float(z64.abs().max() * omega.abs().max() + 1)
-    cross = z64[:, :, None] * omega[:, None, :] - omega[:, :, None] * z64[:, None, :]
-    assert float(cross.abs().max()) < 1e-12 * float(z64.abs().max() * omega.abs().max())
+    assert_close(z_np, expected, dtype, rows=True)
+    # by the definition: the kink lies on the neuron's hyperplane and is its point nearest the origin (parallel to
+    # omega), so z . omega / sqrt(d) = -b and z_j omega_k = omega_j z_k
+    z64, omega, b = z.double(), model.omega.detach().double(), model.b.detach().double()
+    assert_close((z64 * omega).sum(1) / math.sqrt(5), -b, dtype)
+    assert_close(z64[:, :, None] * omega[:, None, :], omega[:, :, None] * z64[:, None, :], dtype, rows=True)
 
 
 def test_positions_degenerate_and_zero_bias():
@@ -162,10 +148,10 @@ def test_positions_degenerate_and_zero_bias():
 def test_velocities_match_autograd(cpu_backend, dtype, size):
     model, x, g = make_problem(*size, dtype)
     expected = autograd_kink_velocity(model, x, g)
-    z_dot, omega_dot, b_dot, beta_dot = kinks.velocities(model, x, g, backend=cpu_backend, return_parameters=True)
-    assert_close(z_dot, expected, dtype)
-    for actual, grad in zip((omega_dot, b_dot, beta_dot), autograd_gradient(model, x, g)):
-        assert_close(actual, -grad, dtype)
+    z_dot, *parameters = kinks.velocities(model, x, g, backend=cpu_backend, return_parameters=True)
+    assert z_dot.dtype == dtype and all(v.dtype == dtype for v in parameters)
+    assert_close(z_dot, expected, dtype, rows=True)
+    assert_neurons_close(parameters, [-grad for grad in autograd_gradient(model, x, g)], dtype)
 
 
 def test_velocities_degenerate_and_zero_bias(cpu_backend):
@@ -181,9 +167,26 @@ def test_velocities_degenerate_and_zero_bias(cpu_backend):
     omega = model.omega.detach()[1]
     assert_close(z_dot[1], -math.sqrt(3) * omega * (-grad_b[1]) / omega.dot(omega), torch.float64)
     expected = autograd_kink_velocity(model, x, g)
-    assert_close(z_dot[1:], expected[1:], torch.float64)
+    assert_close(z_dot[1:], expected[1:], torch.float64, rows=True)
     with pytest.warns(RuntimeWarning, match="1 neuron"):
         kinks.velocities(model, x, g, backend=cpu_backend)
+
+
+def test_eps_makes_short_omegas_degenerate(cpu_backend, dtype):
+    """eps: neurons with ||omega_n|| <= eps get zero rows and the mask; the others are untouched."""
+    model, x, g = make_problem(11, 3, 9, dtype, seed=2)
+    norms = model.omega.detach().double().norm(dim=1)
+    eps = float(norms.sort().values[3:5].mean())  # between the fourth and fifth shortest
+    short = norms < eps
+    z, degenerate = kinks.positions(model, eps=eps, return_degenerate=True)
+    assert degenerate.tolist() == short.tolist() and int(short.sum()) == 4
+    assert torch.all(z[short] == 0)
+    assert_close(z[~short], kink_formula(model.omega.detach(), model.b.detach())[~short.numpy()], dtype, rows=True)
+    z_dot, degenerate = kinks.velocities(model, x, g, backend=cpu_backend, eps=eps, return_degenerate=True)
+    assert degenerate.tolist() == short.tolist() and torch.all(z_dot[short] == 0)
+    assert_close(z_dot[~short], autograd_kink_velocity(model, x, g)[~short], dtype, rows=True)
+    with pytest.warns(RuntimeWarning, match="4 neuron"):
+        kinks.velocities(model, x, g, backend=cpu_backend, eps=eps)
 
 
 def test_velocities_reproduce_seed_closed_form(dtype):
@@ -205,7 +208,7 @@ def test_velocities_reproduce_seed_closed_form(dtype):
             if (zx > zz) if b[n] < 0 else (zx < zz):
                 seed[n] += (z[n] - zz * xs[mu] + 2 * zx * z[n]) * ys[mu]
         seed[n] *= beta[n] / (p * h * b[n])
-    assert_close(z_dot / math.sqrt(d), seed, dtype)
+    assert_close(z_dot / math.sqrt(d), seed, dtype, rows=True)
 
 
 def test_field_matches_velocities(dtype):
@@ -213,7 +216,7 @@ def test_field_matches_velocities(dtype):
     z = kinks.positions(model)
     field = kinks.field(z, x, g, beta=model.beta.detach(), b=model.b.detach(), scale=model.output_scale,
                         max_elements=40)  # several chunks
-    assert_close(field, autograd_kink_velocity(model, x, g), dtype)
+    assert_close(field, autograd_kink_velocity(model, x, g), dtype, rows=True)
 
 
 def test_field_scalars_origin_and_errors():
@@ -226,7 +229,7 @@ def test_field_scalars_origin_and_errors():
     assert np.all(out[2] == 0)
     zz, zx = 0.13, 0.3 - 0.1
     expected = -(0.1 * 2.0 / -0.5) * -1.0 * (z[1] - zz * x[0] / 2 + 2 * zx * z[1] / 2)
-    assert np.allclose(out[1], expected, rtol=1e-12)  # z.x = 0.2 > |z|^2 = 0.13 -> active for b < 0
+    assert_close(out[1], expected, torch.float64)  # z.x = 0.2 > |z|^2 = 0.13 -> active for b < 0
     with pytest.raises(ValueError, match="b must be non-zero"):
         kinks.field(z, x, np.array([1.0]), b=0.0)
     with pytest.raises(ValueError, match="z must have 2 columns"):
@@ -334,7 +337,7 @@ def test_velocities_cuda_match_autograd(dtype):
     expected = autograd_kink_velocity(model, x, g)
     z_dot = kinks.velocities(model, x, g, backend="cuda")
     assert z_dot.is_cuda
-    assert_close(z_dot, expected, dtype)
+    assert_close(z_dot, expected, dtype, rows=True)
     labels = kinks.attractors(model, x).labels
     assert np.array_equal(labels, numpy_attractor_labels(model.cpu(), x.cpu()))
 
@@ -362,5 +365,5 @@ def test_velocities_numpy_in_numpy_out(cpu_backend):
     out = kinks.velocities(model, x.numpy(), g.numpy(), backend=cpu_backend, return_parameters=True,
                            return_degenerate=True)
     assert len(out) == 5 and all(isinstance(a, np.ndarray) for a in out)
-    assert_close(out[0], autograd_kink_velocity(model, x, g), torch.float64)
+    assert_close(out[0], autograd_kink_velocity(model, x, g), torch.float64, rows=True)
     assert out[4].dtype == bool and not out[4].any()

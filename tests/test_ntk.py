@@ -5,15 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-import fastdyn
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
 from fastdyn import NTKInfo, ntk
 from fastdyn._src import memory
 from fastdyn._src import tiling as tiles
-from oracles.ntk import ntk_jacobian_contraction
+from oracles.ntk import ntk_fp64
 
 from conftest import assert_close, requires_cuda
 
+SERIAL_WORK = 1 << 22  # csrc/cpu/ntk.cpp kSerialWork: below this many multiply-adds the C++ kernel runs one thread
+REPEATS = 30  # calls of a threaded case: a race between threads shows up in some calls only
 
 
 def make_case(dtype, n1=7, n2=5, d=3, h=37, act="relu", scale="mf", seed=0, device="cpu"):
@@ -40,7 +41,7 @@ def test_onehidden_closed_form_matches_torch_func(cpu_backend, dtype, given_x2, 
     model, x1, x2 = make_case(dtype, scale=scale)
     x2 = x2 if given_x2 else None
     kernel, info = ntk(model, x1, x2, backend=cpu_backend, return_info=True)
-    expected = ntk_jacobian_contraction(model, x1, x2)
+    expected = ntk_fp64(model, x1, x2)
     assert kernel.dtype == dtype and kernel.shape == expected.shape == (7, 5 if given_x2 else 7)
     assert_close(kernel, expected, dtype)
     assert info == NTKInfo("onehidden-closed-form", cpu_backend, str(dtype)[6:], info.seconds)
@@ -51,7 +52,7 @@ def test_onehidden_closed_form_matches_torch_func(cpu_backend, dtype, given_x2, 
 def test_single_point(cpu_backend, dtype, given_x2):
     model, x1, x2 = make_case(dtype, n1=1, n2=1, d=4, h=9)
     x2 = x2 if given_x2 else None
-    assert_close(ntk(model, x1, x2, backend=cpu_backend), ntk_jacobian_contraction(model, x1, x2), dtype)
+    assert_close(ntk(model, x1, x2, backend=cpu_backend), ntk_fp64(model, x1, x2), dtype)
 
 
 def test_symmetric_result_is_exactly_symmetric(cpu_backend, dtype):
@@ -64,13 +65,23 @@ def test_symmetric_result_is_exactly_symmetric(cpu_backend, dtype):
 
 @pytest.mark.parametrize("given_x2", [False, True], ids=["x2-None", "x2-given"])
 def test_many_row_blocks_and_threads(cpu_backend, given_x2):
-    """Enough points for several row blocks per thread (and the threaded path of the C++ kernel)."""
-    model, x1, x2 = make_case(torch.float64, n1=300, n2=150, d=4, h=60, scale="ntk")
+    """Past the C++ kernel's serial cut-off, on two threads, with more row blocks than threads, REPEATS times."""
+    n1, n2, d, h = 300, 150, 4, 100
+    model, x1, x2 = make_case(torch.float64, n1=n1, n2=n2, d=d, h=h, scale="ntk")
     x2 = x2 if given_x2 else None
-    kernel = ntk(model, x1, x2, backend=cpu_backend)
-    assert_close(kernel, ntk_jacobian_contraction(model, x1, x2), torch.float64)
-    if not given_x2:
-        assert torch.equal(kernel, kernel.T)
+    n2 = n2 if given_x2 else n1
+    assert (n1 * n2 + (n1 + n2) * d) * h >= SERIAL_WORK  # the kernel's own test for "small"
+    expected = ntk_fp64(model, x1, x2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        kernels = [ntk(model, x1, x2, backend=cpu_backend) for _ in range(REPEATS)]
+    finally:
+        torch.set_num_threads(threads)
+    for kernel in kernels:
+        assert_close(kernel, expected, torch.float64)
+        if not given_x2:
+            assert torch.equal(kernel, kernel.T)
 
 
 @pytest.mark.parametrize("act", sorted(set(ACTIVATIONS) - {"relu"}))
@@ -79,7 +90,7 @@ def test_other_activations_use_the_torch_closed_form(act):
     for second in (None, x2):
         kernel, info = ntk(model, x1, second, return_info=True)
         assert info.path == "onehidden-closed-form" and info.backend == "torch"
-        assert_close(kernel, ntk_jacobian_contraction(model, x1, second), torch.float64)
+        assert_close(kernel, ntk_fp64(model, x1, second), torch.float64)
     with pytest.raises(ValueError, match="does not implement"):
         ntk(model, x1, backend="cpu")
 
@@ -88,7 +99,7 @@ def test_numpy_in_numpy_out(cpu_backend):
     model, x1, x2 = make_case(torch.float64)
     kernel = ntk(model, x1.numpy(), x2.numpy(), backend=cpu_backend)
     assert isinstance(kernel, np.ndarray) and kernel.dtype == np.float64 and kernel.shape == (7, 5)
-    assert_close(kernel, ntk_jacobian_contraction(model, x1, x2), torch.float64)
+    assert_close(kernel, ntk_fp64(model, x1, x2), torch.float64)
     assert isinstance(ntk(model, x1.numpy(), x2), torch.Tensor)  # mixed numpy / torch answers in torch
 
 
@@ -105,7 +116,7 @@ def test_wide_network_with_few_points_tiles_the_neurons(cpu_backend):
     for rule in (tiles.CPU_TILE, tiles.CUDA_TILE):
         sizes = [tiles.neuron_tile(7, h, 8, rule) for h in (model.h, 10 * model.h, 100 * model.h)]
         assert sizes[0] < model.h and len(set(sizes)) == 1  # the same tile, whatever the width
-    assert_close(ntk(model, x1, x2, backend=cpu_backend), ntk_jacobian_contraction(model, x1, x2), torch.float64)
+    assert_close(ntk(model, x1, x2, backend=cpu_backend), ntk_fp64(model, x1, x2), torch.float64)
 
 
 # ---- input checks -----------------------------------------------------------------------------------------------
@@ -200,20 +211,30 @@ def test_dispatch_to_structured_and_generic_paths(out):
         for second in (None, x2):
             kernel, info = ntk(model, x1, second, out=out, return_info=True)
             assert (info.path, info.backend) == (path, "torch")
-            assert_close(kernel, ntk_jacobian_contraction(model, x1, second, out=out), torch.float64)
+            assert_close(kernel, ntk_fp64(model, x1, second, out=out), torch.float64)
 
 
-def test_subclass_overriding_forward_is_not_taken_for_the_closed_form():
-    class Shifted(OneHidden):
-        def forward(self, x):
-            return super().forward(x) + 1.0
+class DoubledOutput(OneHidden):
+    def forward(self, x):
+        return 2.0 * super().forward(x)
 
-    model = Shifted(3, 5, dtype=torch.float64)
-    try:
-        kernel, info = ntk(model, torch.randn(4, 3, dtype=torch.float64), return_info=True)
-    except NotImplementedError:  # the generic path is not in this build
-        return
-    assert info.path == "generic"
+
+class ShiftedPreactivation(OneHidden):
+    def preactivation(self, x):
+        return super().preactivation(x) - 0.5
+
+
+@pytest.mark.parametrize("subclass", [DoubledOutput, ShiftedPreactivation])
+def test_subclass_changing_the_maths_is_not_taken_for_the_closed_form(subclass):
+    """A OneHidden subclass overriding forward or preactivation goes to the generic path (the closed form would be
+    4x off, or use the wrong biases)."""
+    gen = torch.Generator().manual_seed(1)
+    model = subclass(3, 5, dtype=torch.float64, generator=gen)
+    x1, x2 = (torch.randn(n, 3, dtype=torch.float64, generator=gen) for n in (4, 3))
+    for second in (None, x2):
+        kernel, info = ntk(model, x1, second, return_info=True)
+        assert (info.path, info.backend) == ("generic", "torch")
+        assert_close(kernel, ntk_fp64(model, x1, second), torch.float64)
 
 
 # ---- CUDA (skips without a GPU) ----------------------------------------------------------------------------------
@@ -227,14 +248,17 @@ def test_cuda_closed_form_matches_torch_func(dtype, given_x2, sizes, tiling):
     x2 = x2 if given_x2 else None
     kernel, info = ntk(model, x1, x2, return_info=True)
     assert info.backend == "cuda" and kernel.device.type == "cuda" and kernel.dtype == dtype
-    expected = ntk_jacobian_contraction(model.double(), x1.double(), None if x2 is None else x2.double())
+    expected = ntk_fp64(model, x1, x2)
     assert_close(kernel, expected, dtype)
     if x2 is None:
         assert torch.equal(kernel, kernel.T)
 
 
 @requires_cuda
-def test_cuda_torch_backend_agrees():
+@pytest.mark.parametrize("backend", ["cuda", "torch"])
+def test_cuda_device_larger_case(backend):
     model, x1, x2 = make_case(torch.float64, n1=200, n2=150, d=10, h=700, device="cuda")
     for second in (None, x2):
-        assert_close(ntk(model, x1, second, backend="cuda"), ntk(model, x1, second, backend="torch"), torch.float64)
+        kernel = ntk(model, x1, second, backend=backend)
+        assert kernel.is_cuda
+        assert_close(kernel, ntk_fp64(model, x1, second), torch.float64)

@@ -6,8 +6,7 @@ from torch import nn
 from conftest import assert_close, requires_cuda
 from fastdyn._src.ntk_structured import generic_ntk, is_structured, structured_ntk
 from fastdyn.models import ACTIVATIONS, FCNet, OneHidden
-from oracles.ntk import OUTS, ntk_jacobian_contraction
-
+from oracles.ntk import OUTS, ntk_fp64
 
 
 def _inputs(d, n1, n2, dtype, seed=0):
@@ -24,9 +23,9 @@ def _from_full(full, out):
 
 
 def _check_all(fn, model, x1, x2, dtype, **kw):
-    """fn against the reference for every out, with x2 given and x2=None (then exactly symmetric)."""
+    """fn against the fp64 reference for every out, with x2 given and x2=None (then exactly symmetric)."""
     for second in (x2, None):
-        full = ntk_jacobian_contraction(model, x1, second, "full")
+        full = ntk_fp64(model, x1, second, "full")
         for out in OUTS:
             expected = _from_full(full, out)
             actual = fn(model, x1, second, out, **kw)
@@ -191,7 +190,7 @@ def test_cuda_matches_reference(fn, n_out, dtype):
     torch.manual_seed(5)
     model = FCNet([5, 9, 7, n_out], "gelu", dtype=dtype)
     x1, x2 = _inputs(5, 13, 6, dtype)
-    expected = {(second is None, out): _from_full(ntk_jacobian_contraction(model, x1, second, "full"), out)
+    expected = {(second is None, out): _from_full(ntk_fp64(model, x1, second, "full"), out)
                 for second in (x2, None) for out in OUTS}
     model.cuda()
     for second in (x2, None):
@@ -211,4 +210,4 @@ def test_structured_inplace_activations_leave_inputs_alone(dtype):
     before = x1.clone()
     actual = structured_ntk(inplace, x1, None, "full")
     assert torch.equal(x1, before)
-    assert_close(actual, ntk_jacobian_contraction(plain, x1, None, "full"), dtype)
+    assert_close(actual, ntk_fp64(plain, x1, None, "full"), dtype)

@@ -1,20 +1,17 @@
 """The instruction-set paths of the one-hidden CPU kernels (csrc/cpu/isa/): every path this CPU runs against plain
 torch references (autograd for the gradient, a Python transcription of the pattern hash), odd sizes, determinism,
-and the choice of path (FASTDYN_CPU_ISA, set_cpu_isa)."""
-import os
-import subprocess
-import sys
-
+and the choice of path (FASTDYN_CPU_ISA, set_cpu_isa; `fastdyn info` naming it is tests/test_cli.py's)."""
 import numpy as np
 import pytest
 import torch
 
 import fastdyn
+from conftest import assert_close, run_installed
 from fastdyn._src import backends
+from test_kinks import assert_neurons_close
 
-pytestmark = pytest.mark.skipif("cpu" not in fastdyn.available_backends(), reason="needs fastdyn._core")
+pytestmark = pytest.mark.needs_backend("cpu")  # fails where fastdyn._core should be built but is not
 
-TOL = {torch.float32: 1e-4, torch.float64: 1e-9}
 SIZES = [(37, d, h) for d in (1, 5, 10, 23, 31) for h in (19, 130)]
 
 
@@ -44,12 +41,6 @@ def pre_activations(x, omega, b):
     return x.double() @ omega.double().T / d ** 0.5 + b.double()
 
 
-def close(got, expected, dtype):
-    expected = expected.double()
-    err = float((got.double() - expected).abs().max()) / max(float(expected.abs().max()), 1e-300)
-    assert err < TOL[dtype], f"relative error {err:.2e}"
-
-
 @pytest.mark.parametrize("isa", isas())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("p, d, h", SIZES)
@@ -63,20 +54,17 @@ def test_forward_gradient_moments_against_autograd(core, isa, dtype, p, d, h):
     core.onehidden_forward(x, omega, b, beta, out, scale=scale, threads=2)
     params = [t.double().clone().requires_grad_() for t in (omega, b, beta)]
     f = scale * torch.relu(x.double() @ params[0].T / d ** 0.5 + params[1]) @ params[2]
-    close(out, f.detach(), dtype)
+    assert_close(out, f, dtype)
 
     grads = [torch.empty_like(t) for t in (omega, b, beta)]
     core.onehidden_gradient(x, g, omega, b, beta, *grads, scale=scale, threads=2)
-    for got, expected in zip(grads, torch.autograd.grad((g.double() * f).sum(), params)):
-        close(got, expected, dtype)
+    assert_neurons_close(grads, torch.autograd.grad((g.double() * f).sum(), params), dtype)
 
     sx, s1, sp = torch.empty_like(omega), torch.empty_like(b), torch.empty_like(b)
     core.onehidden_moments(x, g, omega, b, sx, s1, sp, threads=2)
     pre = pre_activations(x, omega, b)
     ga = (pre > 0).double() * g.double()[:, None]  # (p, h) g_i a_ni
-    close(sx, ga.T @ x.double(), dtype)
-    close(s1, ga.sum(0), dtype)
-    close(sp, (ga * pre).sum(0), dtype)
+    assert_neurons_close((sx, s1, sp), (ga.T @ x.double(), ga.sum(0), (ga * pre).sum(0)), dtype)
 
 
 def reference_keys(active):
@@ -121,11 +109,11 @@ def test_several_blocks_and_runs(core, isa):
     core.onehidden_gradient(x, g, omega, b, beta, *grads, scale=1.5, threads=2)
     pre = pre_activations(x, omega, b)
     ga = (pre > 0).double() * g.double()[:, None]
-    close(grads[0], 1.5 * beta[:, None] * (ga.T @ x) / 10 ** 0.5, torch.float64)
-    close(grads[2], 1.5 * (ga * pre).sum(0), torch.float64)
+    expected = (1.5 * beta[:, None] * (ga.T @ x) / 10 ** 0.5, 1.5 * beta * ga.sum(0), 1.5 * (ga * pre).sum(0))
+    assert_neurons_close(grads, expected, torch.float64)
     out = torch.empty(7000, dtype=torch.float64)
     core.onehidden_forward(x, omega, b, beta, out, scale=1.5, threads=2)
-    close(out, 1.5 * torch.relu(pre) @ beta, torch.float64)
+    assert_close(out, 1.5 * torch.relu(pre) @ beta, torch.float64)
 
 
 @pytest.mark.parametrize("isa", isas())
@@ -159,31 +147,24 @@ def test_paths_and_set_cpu_isa(core):
             core.set_cpu_isa(missing[-1])
 
 
-def _isa_in_subprocess(value):
-    env = {**os.environ, "FASTDYN_CPU_ISA": value}
-    code = ("import scipy_openblas32, fastdyn._core as c\n"
-            "try:\n    print(c.cpu_isa())\nexcept ValueError as e:\n    print('ValueError:', e)")
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+def _isa_in_subprocess(value, monkeypatch, cwd):
+    """The path the installed _core takes (or its ValueError) in a fresh interpreter with FASTDYN_CPU_ISA=value."""
+    monkeypatch.setenv("FASTDYN_CPU_ISA", value)
+    code = ("try:\n    isa = module('cpu').cpu_isa()\nexcept ValueError as error:\n    isa = f'ValueError: {error}'\n"
+            "report(isa=isa)")
+    return run_installed(code, cwd)["isa"]
 
 
-def test_environment_variable_forces_the_path():
+def test_environment_variable_forces_the_path(monkeypatch, tmp_path):
     for name in isas():
-        assert _isa_in_subprocess(name) == name
-    error = _isa_in_subprocess("fast")
+        assert _isa_in_subprocess(name, monkeypatch, tmp_path) == name
+    error = _isa_in_subprocess("fast", monkeypatch, tmp_path)
     assert error.startswith("ValueError: the environment variable FASTDYN_CPU_ISA must be one of baseline, avx2, "
                             "avx512") and "got 'fast'" in error
     missing = [name for name in ("avx2", "avx512") if name not in isas()]
     if missing:
-        error = _isa_in_subprocess(missing[-1])
+        error = _isa_in_subprocess(missing[-1], monkeypatch, tmp_path)
         assert f"FASTDYN_CPU_ISA = '{missing[-1]}': this CPU cannot run that path" in error
-
-
-
-def test_info_names_the_path(core):
-    result = subprocess.run([sys.executable, "-m", "fastdyn", "info"], capture_output=True, text=True, check=True)
-    assert f"cpu isa: {core.cpu_isa()} (" in result.stdout
-    assert f"this CPU runs {', '.join(core.cpu_isas())};" in result.stdout
 
 
 def test_moments_buffers_are_checked_by_name(core):

@@ -1,8 +1,11 @@
 """torch.func oracle of the empirical NTK: Jacobian contraction, the definition itself.
 
-Used by the tests to check every fast path, and as the "torch.func" baseline of the benchmarks.
+Used by the tests to check every fast path (through :func:`ntk_fp64`), and as the "torch.func" baseline of the
+benchmarks (in the model's own dtype).
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch.func import functional_call, jacrev, vmap
@@ -39,3 +42,12 @@ def ntk_jacobian_contraction(model: torch.nn.Module, x1: torch.Tensor, x2: torch
     if out == "diagonal":
         return full.diagonal(dim1=-2, dim2=-1)
     return full
+
+
+def ntk_fp64(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None,
+             out: str = "full") -> torch.Tensor:
+    """The reference of the tests: :func:`ntk_jacobian_contraction` in fp64 on the CPU, from a float64 copy of the
+    model and the upcast inputs (fp32 paths are checked against it too; ``model`` is left as it is)."""
+    reference = copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
+    upcast = None if x2 is None else x2.detach().to("cpu", torch.float64)
+    return ntk_jacobian_contraction(reference, x1.detach().to("cpu", torch.float64), upcast, out)
