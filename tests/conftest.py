@@ -61,7 +61,7 @@ requires_cuda = pytest.mark.needs_backend("cuda")
 def _float64(values) -> torch.Tensor:
     """A float64 CPU tensor of a tensor, array (any strides) or Python number (never rounded through float32)."""
     if isinstance(values, np.ndarray):
-        values = np.ascontiguousarray(values)
+        values = np.array(values)  # a copy: torch.as_tensor refuses negative strides
     return torch.as_tensor(values, dtype=torch.float64).detach().cpu()
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import fastdyn
-from conftest import assert_close, run_installed
+from conftest import assert_close
+from installed import run_installed
 from fastdyn._src import backends
 from test_kinks import assert_neurons_close
 
@@ -152,7 +153,7 @@ def _isa_in_subprocess(value, monkeypatch, cwd):
     monkeypatch.setenv("FASTDYN_CPU_ISA", value)
     code = ("try:\n    isa = module('cpu').cpu_isa()\nexcept ValueError as error:\n    isa = f'ValueError: {error}'\n"
             "report(isa=isa)")
-    return run_installed(code, cwd)["isa"]
+    return run_installed(code, cwd=cwd)["isa"]
 
 
 def test_environment_variable_forces_the_path(monkeypatch, tmp_path):
