@@ -14,7 +14,7 @@ from fastdyn._src import arrays, backends as _backends
 from fastdyn.models import OneHidden
 from fastdyn._src.backend_torch.onehidden import forward as torch_forward
 
-from conftest import CPU_BACKENDS, HAS_CUDA, assert_close, requires_cuda
+from conftest import CPU_BACKENDS, HAS_CUDA, assert_close, require_backend, requires_cuda
 from installed import REPO, run_installed
 
 def make(d=5, h=37, p=11, dtype=torch.float64, seed=0):
@@ -65,7 +65,7 @@ def test_available_backends_order_and_reasons(capsys):
 def test_cuda_module_reports_itself():
     status = fastdyn.build_status()["_cuda"]
     if status != "built":
-        pytest.skip(f"_cuda not built here: {status}")
+        require_backend("cuda")  # fails under FASTDYN_REQUIRE_CUDA=1, else skips
     count, error = __import__("fastdyn._cuda", fromlist=["device_count"]).device_count()
     if torch.version.cuda is not None:  # a CUDA build of torch counts the same devices
         assert count == torch.cuda.device_count(), error
