@@ -175,28 +175,48 @@ def check_intrinsic_dimension(out, summary):
     assert summary["stripe_feature_id_end"] < summary["stripe_feature_id_init"]
 
 
+def _numpy_attractors(x, omega, b, beta, min_size, beta_rtol):
+    """(distinct live patterns, attractors, fraction of the non-negligible live neurons inside an attractor) by plain
+    numpy: patterns on x of the live neurons; attractors hold >= min_size neurons of |beta| > beta_rtol max|beta|."""
+    active = (x @ omega.T / math.sqrt(x.shape[1]) + b > 0).T
+    live = active.any(axis=1)
+    weighty = live & (np.abs(beta) > beta_rtol * np.abs(beta).max())
+    _, inverse, counts = np.unique(active[weighty], axis=0, return_inverse=True, return_counts=True)
+    inside = counts[inverse.ravel()] >= min_size
+    return len(np.unique(active[live], axis=0)), int((counts >= min_size).sum()), float(inside.mean())
+
+
 def check_kinks(out, summary):
     _check_outputs(out, summary)
     config = _config(out)
-    h = config["h"]
+    h, rule = config["h"], (config["attractor_min_size"], config["attractor_beta_rtol"])
     stages = np.load(out / "stages.npz")
     for name in config["datasets"]:
         x = common.dataset(name, config["p"], 2, seed=config["seed"], p_test=config["p_test"]).x.numpy()
-        count = {}
+        patterns, attractors, inside = {}, {}, {}
         for stage in "ABCD":
-            active = x @ stages[f"{name}_{stage}_omega"].T / math.sqrt(2) + stages[f"{name}_{stage}_b"] > 0
-            count[stage] = len(np.unique(active[:, active.any(axis=0)].T, axis=0))  # live neurons' patterns
-            assert summary[f"{name}_{stage}_attractors"] == count[stage], (name, stage)
-        assert count["A"] > h / 2
-        assert abs(count["B"] - count["A"]) <= 0.05 * count["A"]  # lazy: the neurons do not regroup
-        assert count["D"] < count["C"] < count["A"]
-        assert count["D"] <= h / 4  # feature training gathers the neurons into few attractors
+            weights = (stages[f"{name}_{stage}_{key}"] for key in ("omega", "b", "beta"))
+            patterns[stage], attractors[stage], inside[stage] = _numpy_attractors(x, *weights, *rule)
+            assert summary[f"{name}_{stage}_patterns"] == patterns[stage], (name, stage)
+            assert summary[f"{name}_{stage}_attractors"] == attractors[stage], (name, stage)
+        assert patterns["A"] > h / 2
+        assert abs(patterns["B"] - patterns["A"]) <= 0.05 * patterns["A"]  # lazy: the neurons do not regroup
+        assert patterns["D"] < patterns["C"] < patterns["A"]
+        assert patterns["D"] <= h / 4  # feature training gathers the neurons into few patterns ...
+        assert inside["D"] > 0.8 and inside["D"] > inside["A"] + 0.3  # ... most weighty neurons into attractors
+        assert 2 <= attractors["D"] < patterns["D"]
         assert summary[f"{name}_feature_test_err"] < LEARNS and summary[f"{name}_lazy_test_err"] < LEARNS
-    counts = json.loads((out / "attractors.json").read_text())["counts"]
-    by_p = sorted((row["p"], row["attractors"]) for row in counts if row["vary"] == "p")
-    assert by_p[0][1] < by_p[-1][1]  # more points, more attractors
-    assert all(1 <= row["attractors"] <= row["h"] / 2 for row in counts)
+    record = json.loads((out / "attractors.json").read_text())
+    counts = record["counts"]
+    by_p = sorted((row["p"], row["patterns"]) for row in counts if row["vary"] == "p")
+    assert by_p[0][1] < by_p[-1][1]  # more points, more patterns
+    assert all(1 <= row["attractors"] <= row["patterns"] <= row["h"] / 2 for row in counts)
     assert all(row["stop_reason"] in ("steps", "margins") for row in counts)
+    assert all(row["converged"] == (row["stop_reason"] == "margins") for row in counts)
+    distinct = {(row["p"], row["h"]): row for row in counts}.values()
+    runs = record["runs"] + list(distinct)
+    converged = sum(run["stop_reason"] == "margins" for run in runs)
+    assert summary["runs_converged"] == f"{converged}/{len(runs)}"
 
 
 def check_flow_convergence(out, summary):

@@ -102,7 +102,7 @@ def test_gradient_cuda_matches_autograd(dtype, size):
 # ---- kinks -----------------------------------------------------------------------------------------------------
 
 from fastdyn import kinks  # noqa: E402
-from fastdyn.plotting import plot_field, plot_kink_panels, plot_kinks  # noqa: E402
+from fastdyn.plotting import attractor_colours, plot_field, plot_kink_panels, plot_kinks  # noqa: E402
 
 
 def kink_formula(omega, b):
@@ -249,6 +249,24 @@ def numpy_attractor_labels(model, x):
     return np.array(labels)
 
 
+def numpy_attractor_count(model, x, min_size, beta_rtol):
+    """Plain numpy counting: patterns of live neurons; of them, those with >= min_size neurons of
+    |beta| > beta_rtol max|beta| are attractors. Returns (n_attractors, n_singletons, n_negligible, labels with -1
+    dead, -2 live but in no attractor, attractors numbered by first appearance)."""
+    labels = numpy_attractor_labels(model, x)
+    beta = np.abs(model.beta.detach().double().numpy())
+    weighty = (labels >= 0) & ((beta > beta_rtol * beta.max()) if beta_rtol > 0 else True)
+    per_pattern = {}
+    for n in np.flatnonzero(weighty):
+        per_pattern.setdefault(labels[n], []).append(n)
+    counted = sorted(key for key, members in per_pattern.items() if len(members) >= min_size)
+    out = np.where(labels >= 0, -2, -1)
+    for rank, key in enumerate(counted):
+        out[per_pattern[key]] = rank
+    singletons = sum(len(members) == 1 for members in per_pattern.values())
+    return len(counted), singletons, int(((labels >= 0) & ~weighty).sum()), out
+
+
 ATTRACTOR_BACKENDS = ["cpu", "torch"]
 
 
@@ -270,6 +288,38 @@ def test_attractors_match_numpy_grouping(dtype, backend, p):
     assert found.sizes.sum() + found.n_dead == 60
     assert np.all(found.labels[5:8] == found.labels[5]) and found.sizes[found.labels[5]] >= 3
     assert np.all(found.labels[10:30] == found.labels[30:50])
+
+
+@pytest.mark.parametrize("backend", ATTRACTOR_BACKENDS)
+@pytest.mark.parametrize("min_size, beta_rtol", [(1, 0.0), (2, 0.0), (2, 0.05), (3, 0.3)])
+def test_attractors_counted_without_singletons_and_negligible_beta(backend, min_size, beta_rtol):
+    """Groups of 1, 2, 3 and 4 neurons sharing a hyperplane (scaled copies), some of their neurons with tiny |beta|:
+    the count, the singletons, the negligible neurons and the attractor labels against the numpy counting."""
+    model, x, _ = make_problem(41, 2, 45, torch.float64, seed=11)
+    with torch.no_grad():
+        for start, copies in ((0, 2), (6, 3), (15, 4)):
+            for k in range(1, copies):
+                model.omega[start + k] = model.omega[start] * (1 + k)
+                model.b[start + k] = model.b[start] * (1 + k)
+        model.beta[[1, 7, 16, 17, 30]] = 1e-3  # negligible: breaks the pair at 0 into a singleton
+        model.b[40:] = -50.0  # dead
+    found = kinks.attractors(model, x, min_size=min_size, beta_rtol=beta_rtol, backend=backend)
+    n_attractors, n_singletons, n_negligible, labels = numpy_attractor_count(model, x, min_size, beta_rtol)
+    assert (found.n_attractors, found.n_singletons, found.n_negligible) == (n_attractors, n_singletons, n_negligible)
+    assert np.array_equal(found.attractor_labels(), labels)
+    assert np.array_equal(found.labels, numpy_attractor_labels(model, x))  # the grouping itself is unchanged
+    assert found.n_patterns == found.sizes.size and found.n_dead >= 5
+    assert n_singletons > 0 and (beta_rtol == 0 or n_negligible >= 4)  # the case exercises both exclusions
+
+
+def test_attractor_options_errors():
+    model, x, _ = make_problem(4, 3, 5, torch.float64)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="min_size"):
+            kinks.attractors(model, x, min_size=bad)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="beta_rtol"):
+            kinks.attractors(model, x, beta_rtol=bad)
 
 
 @pytest.mark.parametrize("backend", ATTRACTOR_BACKENDS)
@@ -329,6 +379,83 @@ def test_plot_helpers(tmp_path):
     assert (tmp_path / "panels.png").stat().st_size > 0 and (tmp_path / "field.png").stat().st_size > 0
     with pytest.raises(ValueError, match="d = 2"):
         plot_field(np.ones((1, 3)), np.ones(1))
+
+
+def model_with_kinks(points, seed=0):
+    """A ReLU OneHidden whose kinks are ``points`` (h, d): neuron n's hyperplane is {x : (x - z_n) . z_n = 0},
+    scaled by a random factor and oriented at random (omega_n = +-s_n z_n / ||z_n||)."""
+    points = np.asarray(points, float)
+    h, d = points.shape
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.5, 3.0, h) * rng.choice([-1.0, 1.0], h)
+    norm = np.linalg.norm(points, axis=1)
+    model = fastdyn.OneHidden(d, h, dtype=torch.float64)
+    with torch.no_grad():
+        model.omega.copy_(torch.from_numpy(scale[:, None] * points / norm[:, None]))
+        model.b.copy_(torch.from_numpy(-scale * norm / math.sqrt(d)))
+    return model
+
+
+def drawn_points(collection):
+    return np.asarray(collection.get_offsets(), float).reshape(-1, 2)
+
+
+@pytest.mark.parametrize("d, dims", [(2, (0, 1)), (3, (2, 0))])
+def test_kink_picture_axes_in_input_units(d, dims):
+    """The kink picture's axes are z in the units of x: a model whose kinks sit at known points (each neuron
+    switches exactly there, checked on its pre-activation) is drawn at those points, dead / uncounted / attractor
+    neurons each in their own collection."""
+    rng = np.random.default_rng(d)
+    points = rng.uniform(-2.5, 2.5, (11, d))
+    model = model_with_kinks(points, seed=d)
+    pre = points @ model.omega.detach().numpy().T / math.sqrt(d) + model.b.detach().numpy()
+    assert_close(np.diag(pre), np.zeros(11), scale=1.0)  # z_n is on neuron n's hyperplane
+    labels = np.array([-1, -1, -2, 0, 0, 1, 2, 2, -2, 3, 1])
+    fig = plot_kink_panels([("known kinks", kinks.positions(model), labels)], dims=dims, limit=3.0)
+    ax, = fig.axes
+    dead, uncounted, members = (drawn_points(c) for c in ax.collections)
+    for drawn, which in ((dead, labels == -1), (uncounted, labels == -2), (members, labels >= 0)):
+        assert_close(drawn, points[which][:, list(dims)], scale=1.0)
+    assert ax.get_xlim() == (-3.0, 3.0) and f"x_{dims[0] + 1}" in ax.get_xlabel()
+
+
+def test_kink_picture_label_boundary_in_input_units():
+    """The dashed label boundary drawn beside the kinks is where the data's label flips, in the units of x."""
+    from fastdyn.data.synthetic import sphere_labels, stripe_labels
+    from fastdyn.experiments.kinks import label_boundary
+
+    z = np.zeros((1, 2))
+    ax, = plot_kink_panels([("stripe", z)], limit=2.0, **label_boundary("stripe")).axes
+    for line in ax.get_lines():
+        x1 = np.unique(line.get_xdata())
+        assert x1.size == 1
+        assert stripe_labels(np.array([[x1[0] - 1e-6, 0.0]]))[0] != stripe_labels(np.array([[x1[0] + 1e-6, 0.0]]))[0]
+    assert len(ax.get_lines()) == 2
+    ax, = plot_kink_panels([("sphere", z)], limit=2.0, **label_boundary("sphere")).axes
+    circle, = ax.patches
+    radius, angle = circle.get_radius(), 0.7
+    on_circle = np.array([[np.cos(angle), np.sin(angle)]])
+    assert circle.center == (0.0, 0.0)
+    assert sphere_labels(on_circle * (radius - 1e-6))[0] == -1 and sphere_labels(on_circle * (radius + 1e-6))[0] == 1
+
+
+def test_kink_picture_dead_neurons_unlike_every_attractor_colour():
+    """No attractor colour is grey, and dead neurons (grey crosses) and uncounted ones (hollow rings) differ from
+    every attractor colour and from each other."""
+    from matplotlib.colors import to_rgba
+
+    colours = attractor_colours()
+    assert len(colours) == 18 and (colours[:, :3].max(1) - colours[:, :3].min(1)).min() > 0.1  # none grey
+    labels = np.concatenate([[-1, -2], np.arange(len(colours))])
+    ax = plot_kinks(np.random.default_rng(0).normal(size=(labels.size, 2)), labels=labels)
+    dead, uncounted, members = ax.collections
+    live_rgb = members.get_facecolors()[:, :3]
+    assert np.allclose(live_rgb, colours[:, :3])
+    dead_rgb = np.array(to_rgba(dead.get_facecolors()[0]))[:3]
+    assert np.abs(live_rgb - dead_rgb).max(1).min() > 0.15
+    assert not np.any(uncounted.get_facecolors()[:, 3] > 0) and uncounted.get_edgecolors()[:, 3].min() > 0  # hollow
+    marker_shapes = [c.get_paths()[0].vertices.tobytes() for c in (dead, uncounted, members)]
+    assert marker_shapes[0] != marker_shapes[2]
 
 
 @requires_cuda

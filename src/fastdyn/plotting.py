@@ -18,9 +18,9 @@ import torch
 from . import deep_linear, kinks
 from ._src.optional import require
 
-__all__ = ["new_figure", "save_figure", "viridis_colours", "plot_kinks", "plot_kink_panels", "plot_field",
-           "deep_linear_modes", "deep_linear_loss", "deep_linear_depth", "deep_linear_rsm", "deep_linear_illusory",
-           "deep_linear_data"]
+__all__ = ["new_figure", "save_figure", "viridis_colours", "attractor_colours", "plot_kinks", "plot_kink_panels",
+           "plot_field", "deep_linear_modes", "deep_linear_loss", "deep_linear_depth", "deep_linear_rsm",
+           "deep_linear_illusory", "deep_linear_data"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -73,51 +73,74 @@ def _tight_layout(fig):
 
 # ---- kinks ------------------------------------------------------------------------------------------------------
 
-def plot_kinks(z, ax=None, *, labels=None, dims=(0, 1), degenerate=None, title: str | None = None,
-               limit: float | None = None, size: float = 2.0, **scatter_kw):
-    """Scatter the kinks z (h, d) projected on the coordinates ``dims`` (default the first two).
+# Kink pictures: attractors in the 18 colours of tab20 without its two greys; dead neurons as grey crosses and live
+# neurons in no attractor as hollow dark-grey rings, neither of which any attractor colour resembles.
+DEAD_STYLE = {"marker": "x", "c": "0.6", "linewidths": 0.6}
+UNCOUNTED_STYLE = {"marker": "o", "facecolors": "none", "edgecolors": "0.35", "linewidths": 0.5}
 
-    ``labels`` (h,) colours neurons by attractor (e.g. ``fastdyn.kinks.attractors(...).labels``; -1 drawn grey);
-    ``degenerate`` (h,) bool hides neurons without a kink; ``limit`` sets a symmetric axis range.
+
+def attractor_colours() -> np.ndarray:
+    """(18, 4) RGBA colours of the attractors: tab20 without its greys (entries 14 and 15)."""
+    colours = np.asarray(_matplotlib().colormaps["tab20"].colors)
+    return np.delete(colours, [14, 15], axis=0)
+
+
+def plot_kinks(z, ax=None, *, labels=None, dims=(0, 1), degenerate=None, title: str | None = None,
+               limit: float | None = None, size=2.0, **scatter_kw):
+    """Scatter the kinks z (h, d), in the units of the inputs x, projected on the coordinates ``dims``.
+
+    ``labels`` (h,): >= 0 colours neurons by attractor (:func:`attractor_colours`, cycled), -1 marks dead neurons
+    (grey crosses), -2 live neurons in no attractor (hollow rings), e.g. ``fastdyn.kinks.attractors(...)``'s
+    ``attractor_labels()`` or ``labels``. ``degenerate`` (h,) bool hides neurons without a kink; ``size`` is the
+    marker area, a scalar or (h,); ``limit`` sets a symmetric axis range.
     Draws into ``ax`` or a new Agg-safe Figure (no pyplot); returns the Axes.
     """
     z = _numpy(z)
     if z.ndim != 2 or z.shape[1] <= max(dims):
         raise ValueError(f"z must be (h, d) with d > {max(dims)}, got shape {z.shape}")
     keep = np.ones(z.shape[0], bool) if degenerate is None else ~np.asarray(degenerate, bool)
+    size = np.broadcast_to(np.asarray(size, float), z.shape[:1])
     if ax is None:
         ax = _figure(figsize=(4, 4)).add_subplot()
+
+    def scatter(mask, **style):
+        ax.scatter(z[mask, dims[0]], z[mask, dims[1]], s=size[mask], **{**style, **scatter_kw})
+
     if labels is None:
-        ax.scatter(z[keep, dims[0]], z[keep, dims[1]], s=size, **scatter_kw)
+        scatter(keep)
     else:
         labels = np.asarray(labels)
-        dead = keep & (labels < 0)
-        ax.scatter(z[dead, dims[0]], z[dead, dims[1]], s=size, c="0.7", **scatter_kw)
+        scatter(keep & (labels == -1), **DEAD_STYLE)
+        scatter(keep & (labels == -2), **UNCOUNTED_STYLE)
         live = keep & (labels >= 0)
-        ax.scatter(z[live, dims[0]], z[live, dims[1]], s=size, c=labels[live] % 20, cmap="tab20", vmin=0, vmax=19,
-                   **scatter_kw)
+        colours = attractor_colours()
+        scatter(live, c=colours[labels[live] % len(colours)])
     if limit is not None:
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
-    ax.set_xlabel(f"$z_{dims[0] + 1}$")
-    ax.set_ylabel(f"$z_{dims[1] + 1}$")
+    ax.set_xlabel(f"$z_{dims[0] + 1}$ (units of $x_{dims[0] + 1}$)")
+    ax.set_ylabel(f"$z_{dims[1] + 1}$ (units of $x_{dims[1] + 1}$)")
     if title:
         ax.set_title(title)
     return ax
 
 
-def plot_kink_panels(panels, *, limit: float | None = None, dims=(0, 1), size: float = 2.0):
+def plot_kink_panels(panels, *, limit: float | None = None, dims=(0, 1), size=2.0, lines=(), circles=()):
     """One row of kink clouds with a shared range, e.g. the seed's (A) init, (B) lazy end, (C) feature mid,
     (D) feature end.
 
     Args:
-        panels: sequence of (title, z) or (title, z, labels) with z (h, d) arrays/tensors.
+        panels: sequence of (title, z), (title, z, labels) or (title, z, labels, size) with z (h, d) arrays/tensors
+            (labels and size as in :func:`plot_kinks`).
         limit: symmetric axis range; default: the 99th percentile of |z| over all panels.
+        lines: values of coordinate ``dims[0]`` drawn as dashed vertical lines (e.g. the stripe's label boundaries).
+        circles: radii of dashed circles about the origin (e.g. the sphere's label boundary).
 
     Returns:
         the Figure (save it with :func:`save_figure`).
     """
+    Circle = _matplotlib("matplotlib.patches").Circle
     panels = [tuple(panel) for panel in panels]
     if not panels:
         raise ValueError("panels is empty; give at least one (title, z) pair")
@@ -130,7 +153,12 @@ def plot_kink_panels(panels, *, limit: float | None = None, dims=(0, 1), size: f
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel, cloud in zip(axes, panels, clouds):
         labels = panel[2] if len(panel) > 2 else None
-        plot_kinks(cloud, ax, labels=labels, dims=dims, title=panel[0], limit=limit, size=size)
+        plot_kinks(cloud, ax, labels=labels, dims=dims, title=panel[0], limit=limit,
+                   size=panel[3] if len(panel) > 3 else size)
+        for value in lines:
+            ax.axvline(value, ls="--", lw=0.7, color="k")
+        for radius in circles:
+            ax.add_patch(Circle((0.0, 0.0), radius, fill=False, ls="--", lw=0.7, color="k"))
     return fig
 
 

@@ -1,18 +1,22 @@
 """Kink clouds and attractors in d = 2 (seed 002, science.md 4).
 
-* The kinks z_n = -sqrt(d) b_n omega_n / ||omega_n||^2 at the seed's four stages: (A) initialisation, (B) end of
-  lazy training, (C) feature training at mid time (geometric middle of the run), (D) end of feature training, for
-  the stripe and sphere models, coloured by attractor (neurons active on the same training points).
-* The attractor count A at the end of feature training against p (fixed h) and against h (fixed p); the seed
-  reports A ~ p sqrt(h) until saturation A ~ h.
+* The kinks z_n = -sqrt(d) b_n omega_n / ||omega_n||^2 (in the units of x, beside the dashed label boundary) at
+  the seed's four stages: (A) initialisation, (B) end of lazy training, (C) feature training at mid time (geometric
+  middle of the run), (D) end of feature training, for the stripe and sphere models, coloured by attractor.
+* Attractors (:func:`fastdyn.kinks.attractors`): groups of neurons active on the same training points that hold
+  at least ``attractor_min_size`` neurons with |beta| > ``attractor_beta_rtol`` max|beta|; dead neurons,
+  singletons and negligible-|beta| neurons are counted apart. The count A at the end of feature training against
+  p (fixed h) and against h (fixed p); the seed reports A ~ p sqrt(h) until saturation A ~ h.
 * The p = 1 kink velocity field z_dot = F(z) for b > 0 and b < 0 (the seed's field picture).
 
-Files: the figures, ``attractors.json`` (counts per stage and per (p, h)) and ``stages.npz`` (omega and b of every
-stage, "{dataset}_{A|B|C|D}_{omega|b}", to recount the attractors independently).
+Every training run records whether it converged (all margins >= 1) or stopped at the step cap (unconverged).
+Files: the figures, ``attractors.json`` (counts per stage and per (p, h)) and ``stages.npz`` (omega, b and beta of
+every stage, "{dataset}_{A|B|C|D}_{omega|b|beta}", to recount the attractors independently).
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,7 @@ import torch
 from . import _seed002 as common
 from .. import kinks, plotting
 from .._src.threads import limit_threads
+from ..data.synthetic import STRIPE_BOUNDS
 
 DESCRIPTION = "seed 002: kink clouds at four stages (d=2), attractor count vs p and h, the p=1 kink field"
 
@@ -32,7 +37,41 @@ def config(quick: bool) -> dict:
               "attractor_dataset": "sphere", "p_test": 200, "seed": 0} if quick else
              {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
               "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0})
-    return {**sizes, **common.shared_config(quick, max_steps=8000)}
+    counting = {"attractor_min_size": 2, "attractor_beta_rtol": 1e-2}
+    return {**sizes, **counting, **common.shared_config(quick, max_steps=8000)}
+
+
+def label_boundary(name: str, d: int = D) -> dict:
+    """The label boundary of data set ``name`` in input units, as :func:`fastdyn.plotting.plot_kink_panels` draws
+    it: the stripe's planes x_1 = -0.3, 1.185 ("lines") or the sphere's ||x|| = sqrt(d (1 - 2/(9d))^3)
+    ("circles")."""
+    if name == "stripe":
+        return {"lines": STRIPE_BOUNDS}
+    if name == "sphere":
+        return {"circles": (math.sqrt(d * (1 - 2 / (9 * d)) ** 3),)}
+    raise ValueError(f"name must be 'stripe' or 'sphere', got {name!r}")
+
+
+def count_attractors(network, x, config: dict) -> kinks.Attractors:
+    """:func:`fastdyn.kinks.attractors` with the experiment's counting rule."""
+    return kinks.attractors(network, x, min_size=int(config["attractor_min_size"]),
+                            beta_rtol=float(config["attractor_beta_rtol"]))
+
+
+def stage_panel(title: str, network, groups: kinks.Attractors) -> tuple:
+    """(title, z, labels, marker areas) of one stage: attractor members drawn with area 2 sqrt(their group's
+    size), since the neurons of one attractor often share one point."""
+    z = kinks.positions(network, eps=1e-12).detach()
+    labels = groups.attractor_labels()
+    area = np.full(labels.shape, 2.0)
+    member = labels >= 0
+    area[member] = 2.0 * np.sqrt(groups.sizes[groups.labels[member]])
+    return title, z, labels, area
+
+
+def _counts(groups: kinks.Attractors) -> dict:
+    return {"attractors": groups.n_attractors, "patterns": groups.n_patterns, "singletons": groups.n_singletons,
+            "negligible": groups.n_negligible, "dead": groups.n_dead}
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
@@ -42,46 +81,53 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
 
 def _run(config: dict, out: Path, progress: bool) -> dict:
     seed, summary = int(config["seed"]), {}
-    stage_rows, stage_weights, wall_stops = [], {}, 0
+    stage_rows, stage_weights, runs = [], {}, []
     for name in config["datasets"]:
         split = common.dataset(name, int(config["p"]), D, seed=seed, p_test=int(config["p_test"]))
         model = common.network(D, int(config["h"]), seed)
         lazy = common.fit(model, split, config["alpha_lazy"], config, record_weights=False)
         feature = common.fit(model, split, config["alpha_feature"], config, record_weights=True)
-        wall_stops += common.stopped_by_wall([lazy, feature])
+        runs += [{"dataset": name, "regime": regime, "p": int(config["p"]), "h": int(config["h"]),
+                  **common.run_record(result)} for regime, result in (("lazy", lazy), ("feature", feature))]
         middle = _middle_snapshot(feature)
         stages = [("(A) init", model), ("(B) lazy end", lazy.model),
                   (f"(C) feature t={middle.t:.3g}", _with_weights(model, middle.weights)),
                   ("(D) feature end", feature.model)]
         panels = []
         for title, network in stages:
-            groups = kinks.attractors(network, split.x)
-            z = kinks.positions(network, eps=1e-12)
-            panels.append((f"{name} {title}, A={groups.n_attractors}", z.detach(), groups.labels))
-            stage_rows.append({"dataset": name, "stage": title, "attractors": groups.n_attractors,
-                               "dead": groups.n_dead})
+            groups = count_attractors(network, split.x, config)
+            heading = f"{name} {title}\nA={groups.n_attractors} ({groups.n_patterns} patterns)"
+            panels.append(stage_panel(heading, network, groups))
+            stage_rows.append({"dataset": name, "stage": title, **_counts(groups)})
             stage = title.split()[0].strip("()")
             summary[f"{name}_{stage}_attractors"] = groups.n_attractors
+            summary[f"{name}_{stage}_patterns"] = groups.n_patterns
             stage_weights.update({f"{name}_{stage}_{key}": getattr(network, key).detach().cpu().numpy()
-                                  for key in ("omega", "b")})
+                                  for key in ("omega", "b", "beta")})
         summary[f"{name}_feature_test_err"] = feature.final.test_err
         summary[f"{name}_lazy_test_err"] = lazy.final.test_err
-        plotting.save_figure(plotting.plot_kink_panels(panels), out, f"kinks_{name}.png")
+        plotting.save_figure(plotting.plot_kink_panels(panels, **label_boundary(name)), out, f"kinks_{name}.png")
         if progress:
             print(f"[kinks] {name}: attractors " + ", ".join(f"{r['stage']}={r['attractors']}" for r in stage_rows
                                                              if r["dataset"] == name), flush=True)
 
     counts = _attractor_counts(config, progress)
     np.savez(out / "stages.npz", **stage_weights)
-    (out / "attractors.json").write_text(json.dumps({"stages": stage_rows, "counts": counts}, indent=1))
+    (out / "attractors.json").write_text(json.dumps({"stages": stage_rows, "counts": counts, "runs": runs},
+                                                    indent=1))
     _plot_counts(out, counts, config)
     _plot_field(out)
-    by_p = [c for c in counts if c["vary"] == "p"]
-    by_h = [c for c in counts if c["vary"] == "h"]
-    summary["attractor_exponent_p"] = _slope([c["p"] for c in by_p], [c["attractors"] for c in by_p])
-    summary["attractor_exponent_h"] = _slope([c["h"] for c in by_h], [c["attractors"] for c in by_h])
+    for vary in ("p", "h"):
+        rows = [c for c in counts if c["vary"] == vary]
+        converged = [c for c in rows if c["converged"]]
+        summary[f"attractor_exponent_{vary}"] = _slope([c[vary] for c in rows], [c["attractors"] for c in rows])
+        summary[f"attractor_exponent_{vary}_converged"] = _slope([c[vary] for c in converged],
+                                                                 [c["attractors"] for c in converged])
     summary["attractor_fraction_of_h_max"] = max(c["attractors"] / c["h"] for c in counts)
-    summary["runs_stopped_by_wall"] = wall_stops + sum(c["stop_reason"] == "wall" for c in counts)
+    distinct = list({(c["p"], c["h"]): c for c in counts}.values())
+    every = [r["stop_reason"] for r in runs] + [c["stop_reason"] for c in distinct]
+    summary["runs_converged"] = f"{sum(r in ('margins', 'loss') for r in every)}/{len(every)}"
+    summary["runs_stopped_by_wall"] = sum(r == "wall" for r in every)
     summary["figures"] = [f"kinks_{name}.png" for name in config["datasets"]] + ["attractors.png", "field_p1.png"]
     return summary
 
@@ -113,11 +159,12 @@ def _attractor_counts(config: dict, progress: bool) -> list[dict]:
             split = common.dataset(name, p, D, seed=seed, p_test=int(config["p_test"]))
             result = common.fit(common.network(D, h, seed), split, config["alpha_feature"], config,
                                 record_weights=False)
-            groups = kinks.attractors(result.model, split.x)
-            done[(p, h)] = {"attractors": groups.n_attractors, "dead": groups.n_dead,
-                            "unsatisfied": result.final.unsatisfied, "stop_reason": result.stop_reason}
+            groups = count_attractors(result.model, split.x, config)
+            done[(p, h)] = {**_counts(groups), "converged": result.converged, "unsatisfied": result.final.unsatisfied,
+                            "stop_reason": result.stop_reason, "steps": result.step}
             if progress:
-                print(f"[kinks] {name} p={p} h={h}: A={groups.n_attractors} (dead {groups.n_dead}), "
+                print(f"[kinks] {name} p={p} h={h}: A={groups.n_attractors} ({groups.n_patterns} patterns, "
+                      f"{groups.n_singletons} singletons, {groups.n_negligible} negligible, {groups.n_dead} dead), "
                       f"{result.stop_reason}", flush=True)
         rows.append({"vary": vary, "p": p, "h": h, **done[(p, h)]})
     return rows
@@ -131,13 +178,18 @@ def _slope(x, y) -> float:
 
 
 def _plot_counts(out: Path, counts, config) -> None:
+    """A and the number of distinct patterns against p and h; open markers: runs stopped by the step cap."""
     fig, axes = plotting.new_figure(2)
     for ax, vary in zip(axes[0], ("p", "h")):
         rows = [c for c in counts if c["vary"] == vary]
         x = np.array([c[vary] for c in rows], float)
         a = np.array([c["attractors"] for c in rows], float)
+        converged = np.array([c["converged"] for c in rows], bool)
         fixed = rows[0]["h" if vary == "p" else "p"]
-        ax.loglog(x, a, "o-", label="A, feature end")
+        ax.loglog(x, a, "-", color="C0", label="A (attractors), feature end")
+        ax.loglog(x[converged], a[converged], "o", color="C0", label="converged (all margins >= 1)")
+        ax.loglog(x[~converged], a[~converged], "o", mfc="none", color="C0", label="unconverged (step cap)")
+        ax.loglog(x, [c["patterns"] for c in rows], "s:", ms=3, color="C1", label="distinct patterns")
         anchor = a[0] / (x[0] if vary == "p" else np.sqrt(x[0]))
         ax.loglog(x, anchor * (x if vary == "p" else np.sqrt(x)), "k--", lw=1,
                   label="A ~ p" if vary == "p" else "A ~ sqrt(h)")
