@@ -30,6 +30,7 @@ from ..data.synthetic import STRIPE_BOUNDS
 DESCRIPTION = "seed 002: kink clouds at four stages (d=2), attractor count vs p and h, the p=1 kink field"
 
 D = 2
+KINK_LIMIT = 4.0  # axis range of the kink pictures: the data and the label boundaries, in units of x
 
 
 def config(quick: bool) -> dict:
@@ -38,7 +39,7 @@ def config(quick: bool) -> dict:
              {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
               "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0})
     counting = {"attractor_min_size": 2, "attractor_beta_rtol": 1e-2}
-    return {**sizes, **counting, **common.shared_config(quick, max_steps=8000)}
+    return {**sizes, **counting, **common.shared_config(quick, max_steps=250_000)}  # full runs: to zero hinge loss
 
 
 def label_boundary(name: str, d: int = D) -> dict:
@@ -106,7 +107,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
                                   for key in ("omega", "b", "beta")})
         summary[f"{name}_feature_test_err"] = feature.final.test_err
         summary[f"{name}_lazy_test_err"] = lazy.final.test_err
-        plotting.save_figure(plotting.plot_kink_panels(panels, **label_boundary(name)), out, f"kinks_{name}.png")
+        figure = plotting.plot_kink_panels(panels, limit=KINK_LIMIT, **label_boundary(name))
+        plotting.save_figure(figure, out, f"kinks_{name}.png")
         if progress:
             print(f"[kinks] {name}: attractors " + ", ".join(f"{r['stage']}={r['attractors']}" for r in stage_rows
                                                              if r["dataset"] == name), flush=True)
