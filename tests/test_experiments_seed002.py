@@ -210,6 +210,11 @@ def check_kinks(out, summary):
     counts = record["counts"]
     by_p = sorted((row["p"], row["patterns"]) for row in counts if row["vary"] == "p")
     assert by_p[0][1] < by_p[-1][1]  # more points, more patterns
+    for vary in ("p", "h"):
+        rows = [row for row in counts if row["vary"] == vary]
+        slope = np.polyfit(np.log([row[vary] for row in rows]), np.log([row["attractors"] for row in rows]), 1)[0]
+        assert summary[f"attractor_exponent_{vary}"] == pytest.approx(slope, rel=1e-9)
+        assert math.isnan(summary[f"attractor_exponent_{vary}_err"]) == (len(rows) < 3)
     assert all(1 <= row["attractors"] <= row["patterns"] <= row["h"] / 2 for row in counts)
     assert all(row["stop_reason"] in ("steps", "margins") for row in counts)
     assert all(row["converged"] == (row["stop_reason"] == "margins") for row in counts)

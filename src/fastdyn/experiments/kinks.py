@@ -122,9 +122,8 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     for vary in ("p", "h"):
         rows = [c for c in counts if c["vary"] == vary]
         converged = [c for c in rows if c["converged"]]
-        summary[f"attractor_exponent_{vary}"] = _slope([c[vary] for c in rows], [c["attractors"] for c in rows])
-        summary[f"attractor_exponent_{vary}_converged"] = _slope([c[vary] for c in converged],
-                                                                 [c["attractors"] for c in converged])
+        for key, used in ((f"attractor_exponent_{vary}", rows), (f"attractor_exponent_{vary}_converged", converged)):
+            summary[key], summary[key + "_err"] = _slope([c[vary] for c in used], [c["attractors"] for c in used])
     summary["attractor_fraction_of_h_max"] = max(c["attractors"] / c["h"] for c in counts)
     distinct = list({(c["p"], c["h"]): c for c in counts}.values())
     every = [r["stop_reason"] for r in runs] + [c["stop_reason"] for c in distinct]
@@ -172,11 +171,19 @@ def _attractor_counts(config: dict, progress: bool) -> list[dict]:
     return rows
 
 
-def _slope(x, y) -> float:
-    x, y = np.asarray(x, float), np.asarray(y, float)
+def _slope(x, y) -> tuple[float, float]:
+    """Least-squares slope of log y against log x and its standard error from the residuals (NaN for fewer than
+    2, resp. 3, points or a non-positive y)."""
+    x, y = np.log(np.asarray(x, float)), np.asarray(y, float)
     if len(x) < 2 or (y <= 0).any():
-        return float("nan")
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+        return float("nan"), float("nan")
+    y = np.log(y)
+    slope, intercept = np.polyfit(x, y, 1)
+    if len(x) < 3:
+        return float(slope), float("nan")
+    residual = y - (slope * x + intercept)
+    error = np.sqrt(residual @ residual / (len(x) - 2) / ((x - x.mean()) @ (x - x.mean())))
+    return float(slope), float(error)
 
 
 def _plot_counts(out: Path, counts, config) -> None:
