@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import _seed002 as common, wall_limit
 from .. import kinks, plotting, train
