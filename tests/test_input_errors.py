@@ -9,7 +9,7 @@ import fastdyn
 from fastdyn import data, kernel_methods, kinks, observables
 from fastdyn._src.registry import dispatch
 from fastdyn.data.hierarchical import correlation_svd, hierarchical
-from fastdyn.experiments import load
+from fastdyn.experiments import alpha_sweep, learning_curves, load
 from fastdyn.models import FCNet, OneHidden
 from fastdyn.sweep import parse_grid, points
 
@@ -140,6 +140,15 @@ BAD_INPUT = [
                  "has no 'seed' setting; drop --seeds", id="sweep-seeds-without-seed"),
     pytest.param(lambda: points("lazy-vs-feature", {}, seeds=0, quick=True), ValueError, "seeds must be >= 1",
                  id="sweep-seeds-zero"),
+    # experiments
+    *[pytest.param(lambda curve=curve: learning_curves.parse_curve(curve), ValueError,
+                   "curves: expected 'dataset:d'", id=f"learning-curves-curve-{curve}")
+      for curve in ("stripe", "cube:5", "sphere:1", "sphere:x")],
+    pytest.param(lambda: alpha_sweep.run({**alpha_sweep.config(True), "alphas": [1.0, 0.1, 1e-2, 1e2, 1e3]},
+                                         "never-written"), ValueError, "alphas: expected increasing",
+                 id="alpha-sweep-unsorted"),
+    pytest.param(lambda: alpha_sweep.run({**alpha_sweep.config(True), "alphas": [0.1, 1.0, 10.0]}, "never-written"),
+                 ValueError, "at least 2 \\* plateau_points \\+ 1", id="alpha-sweep-too-few"),
     # data
     pytest.param(lambda: data.stripe(0, 3), ValueError, "p must be >= 1", id="data-p"),
     pytest.param(lambda: data.stripe(10, 0), ValueError, "d must be >= 1", id="data-d"),

@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {
     "ntk-pca": "fastdyn.experiments.ntk_pca",
     "intrinsic-dimension": "fastdyn.experiments.intrinsic_dimension",
     "kinks": "fastdyn.experiments.kinks",
+    "alpha-sweep": "fastdyn.experiments.alpha_sweep",
     "flow-convergence": "fastdyn.experiments.flow_convergence",
 }
 

@@ -67,7 +67,7 @@ def _end_state(result, split) -> dict:
             "t": result.t, "wall": result.timings["total"],
             "outside_loop_share": 1 - result.timings.get("loop", np.nan) / result.timings["total"],
             "test_err": final.test_err, "min_margin": float((final.train_out * split.y).min()),
-            "lambda": common.compression(model.omega), "attractors": kinks.attractors(model, split.x).n_attractors}
+            "lambda": common.compression_norm(model.omega), "attractors": kinks.attractors(model, split.x).n_attractors}
 
 
 def _run(config: dict, out: Path, progress: bool) -> dict:

@@ -25,9 +25,9 @@ DESCRIPTION = "seed 002: TwoNN intrinsic dimension of the hidden representation 
 def config(quick: bool) -> dict:
     sizes = ({"datasets": ["stripe", "sphere"], "d": 5, "d_digits": 10, "p": 128, "h": 100, "p_test": 300,
               "seed": 0} if quick else
-             {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 500,
+             {"datasets": ["stripe", "sphere", "digits"], "d": 5, "d_digits": 10, "p": 512, "h": 100,
               "p_test": 1000, "seed": 0})
-    return {**sizes, **common.shared_config(quick, max_steps=4000)}
+    return {**sizes, **common.shared_config(quick, max_steps=2_000_000, converged=True)}
 
 
 def _representation(model, x: torch.Tensor) -> torch.Tensor:
@@ -80,6 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             if progress:
                 print(f"[intrinsic-dimension] {name} {regime}: ID {ids[0]:.2f} -> {ids[-1]:.2f} "
                       f"(input {summary[f'{name}_input_id']:.2f}), test_err={result.final.test_err:.3f}", flush=True)
+    summary["converged_fraction"] = common.converged_fraction(fits)
     summary["runs_stopped_by_wall"] = common.stopped_by_wall(fits)
     (out / "curves.json").write_text(json.dumps(curves, default=float))
     _plot(out, curves, clouds, summary, config)

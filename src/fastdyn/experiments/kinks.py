@@ -35,9 +35,10 @@ KINK_LIMIT = 4.0  # axis range of the kink pictures: the data and the label boun
 
 def config(quick: bool) -> dict:
     sizes = ({"datasets": ["stripe", "sphere"], "p": 32, "h": 100, "ps_attractors": [8, 32], "hs_attractors": [50, 100],
-              "attractor_dataset": "sphere", "p_test": 200, "seed": 0} if quick else
+              "attractor_dataset": "sphere", "p_test": 200, "seed": 0, "seeds_attractors": 1} if quick else
              {"datasets": ["stripe", "sphere"], "p": 128, "h": 1000, "ps_attractors": [8, 16, 32, 64, 128],
-              "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0})
+              "hs_attractors": [100, 300, 1000, 3000], "attractor_dataset": "sphere", "p_test": 500, "seed": 0,
+              "seeds_attractors": 3})
     counting = {"attractor_min_size": 2, "attractor_beta_rtol": 1e-2}
     return {**sizes, **counting, **common.shared_config(quick, max_steps=250_000)}  # full runs: to zero hinge loss
 
@@ -121,11 +122,12 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     _plot_field(out)
     for vary in ("p", "h"):
         rows = [c for c in counts if c["vary"] == vary]
-        converged = [c for c in rows if c["converged"]]
+        # the sizes where every seed converged
+        converged = [c for c in rows if all(o["converged"] for o in rows if o[vary] == c[vary])]
         for key, used in ((f"attractor_exponent_{vary}", rows), (f"attractor_exponent_{vary}_converged", converged)):
-            summary[key], summary[key + "_err"] = _slope([c[vary] for c in used], [c["attractors"] for c in used])
+            summary[key], summary[key + "_err"] = attractor_exponent(used, vary)
     summary["attractor_fraction_of_h_max"] = max(c["attractors"] / c["h"] for c in counts)
-    distinct = list({(c["p"], c["h"]): c for c in counts}.values())
+    distinct = list({(c["p"], c["h"], c["seed"]): c for c in counts}.values())
     every = [r["stop_reason"] for r in runs] + [c["stop_reason"] for c in distinct]
     summary["runs_converged"] = f"{sum(r in ('margins', 'loss') for r in every)}/{len(every)}"
     summary["runs_stopped_by_wall"] = sum(r == "wall" for r in every)
@@ -150,25 +152,43 @@ def _with_weights(model, weights):
 
 
 def _attractor_counts(config: dict, progress: bool) -> list[dict]:
-    """A at the end of feature training, varying p at the largest h and h at the largest p."""
-    name, seed = config["attractor_dataset"], int(config["seed"])
-    grid = [("p", int(p), int(max(config["hs_attractors"]))) for p in config["ps_attractors"]]
-    grid += [("h", int(max(config["ps_attractors"])), int(h)) for h in config["hs_attractors"]]
+    """A at the end of feature training, varying p at the largest h and h at the largest p, for
+    ``seeds_attractors`` seeds from ``seed`` on."""
+    name = config["attractor_dataset"]
+    seeds = range(int(config["seed"]), int(config["seed"]) + int(config["seeds_attractors"]))
+    grid = [("p", int(p), int(max(config["hs_attractors"])), seed) for p in config["ps_attractors"] for seed in seeds]
+    grid += [("h", int(max(config["ps_attractors"])), int(h), seed) for h in config["hs_attractors"] for seed in seeds]
     rows, done = [], {}
-    for vary, p, h in grid:
-        if (p, h) not in done:
+    for vary, p, h, seed in grid:
+        if (p, h, seed) not in done:
             split = common.dataset(name, p, D, seed=seed, p_test=int(config["p_test"]))
             result = common.fit(common.network(D, h, seed), split, config["alpha_feature"], config,
                                 record_weights=False)
             groups = count_attractors(result.model, split.x, config)
-            done[(p, h)] = {**_counts(groups), "converged": result.converged, "unsatisfied": result.final.unsatisfied,
-                            "stop_reason": result.stop_reason, "steps": result.step}
+            done[(p, h, seed)] = {**_counts(groups), "converged": result.converged,
+                                  "unsatisfied": result.final.unsatisfied, "stop_reason": result.stop_reason,
+                                  "steps": result.step}
             if progress:
-                print(f"[kinks] {name} p={p} h={h}: A={groups.n_attractors} ({groups.n_patterns} patterns, "
+                print(f"[kinks] {name} p={p} h={h} seed={seed}: A={groups.n_attractors} ({groups.n_patterns} patterns, "
                       f"{groups.n_singletons} singletons, {groups.n_negligible} negligible, {groups.n_dead} dead), "
                       f"{result.stop_reason}", flush=True)
-        rows.append({"vary": vary, "p": p, "h": h, **done[(p, h)]})
+        rows.append({"vary": vary, "p": p, "h": h, "seed": seed, **done[(p, h, seed)]})
     return rows
+
+
+def attractor_exponent(rows: list[dict], vary: str) -> tuple[float, float]:
+    """Slope of log (seed-mean A) against log ``vary`` ("p" or "h") over ``rows`` (the counts), and its error: the
+    bootstrap over seeds, resampled independently at each size (several seeds), or the slope's standard error from
+    the residuals (one seed; NaN below 3 sizes)."""
+    sizes = sorted({row[vary] for row in rows})
+    seeds = sorted({row["seed"] for row in rows})
+    if len(seeds) == 1 or not sizes:
+        return _slope([row[vary] for row in rows], [row["attractors"] for row in rows])
+    table = np.full((len(seeds), len(sizes)), np.nan)
+    for row in rows:
+        table[seeds.index(row["seed"]), sizes.index(row[vary])] = row["attractors"]
+    fit = common.power_law(sizes, table)  # fits A ~ size^(-beta)
+    return -fit["beta"], fit["beta_err"]
 
 
 def _slope(x, y) -> tuple[float, float]:
@@ -187,22 +207,29 @@ def _slope(x, y) -> tuple[float, float]:
 
 
 def _plot_counts(out: Path, counts, config) -> None:
-    """A and the number of distinct patterns against p and h; open markers: runs stopped by the step cap."""
+    """A (seed mean +- standard deviation) and the number of distinct patterns against p and h; open markers: sizes
+    where some seed's run stopped at the step cap."""
     fig, axes = plotting.new_figure(2)
     for ax, vary in zip(axes[0], ("p", "h")):
         rows = [c for c in counts if c["vary"] == vary]
-        x = np.array([c[vary] for c in rows], float)
-        a = np.array([c["attractors"] for c in rows], float)
-        converged = np.array([c["converged"] for c in rows], bool)
+        x = np.array(sorted({c[vary] for c in rows}), float)
+        at = [[c for c in rows if c[vary] == value] for value in x]
+        a = np.array([np.mean([c["attractors"] for c in group]) for group in at])
+        spread = np.array([np.std([c["attractors"] for c in group]) for group in at])
+        converged = np.array([all(c["converged"] for c in group) for group in at], bool)
         fixed = rows[0]["h" if vary == "p" else "p"]
-        ax.loglog(x, a, "-", color="C0", label="A (attractors), feature end")
-        ax.loglog(x[converged], a[converged], "o", color="C0", label="converged (all margins >= 1)")
-        ax.loglog(x[~converged], a[~converged], "o", mfc="none", color="C0", label="unconverged (step cap)")
-        ax.loglog(x, [c["patterns"] for c in rows], "s:", ms=3, color="C1", label="distinct patterns")
+        ax.errorbar(x, a, yerr=spread, fmt="-", color="C0", capsize=2,
+                    label=f"A (attractors), feature end, mean +- sd of {len(at[0])} seed(s)")
+        ax.plot(x[converged], a[converged], "o", color="C0", label="every seed converged (all margins >= 1)")
+        ax.plot(x[~converged], a[~converged], "o", mfc="none", color="C0", label="a seed unconverged (step cap)")
+        ax.plot(x, [np.mean([c["patterns"] for c in group]) for group in at], "s:", ms=3, color="C1",
+                label="distinct patterns")
         anchor = a[0] / (x[0] if vary == "p" else np.sqrt(x[0]))
-        ax.loglog(x, anchor * (x if vary == "p" else np.sqrt(x)), "k--", lw=1,
-                  label="A ~ p" if vary == "p" else "A ~ sqrt(h)")
-        ax.loglog(x, np.full_like(x, fixed) if vary == "p" else x, "k:", lw=1, label="A = h")
+        ax.plot(x, anchor * (x if vary == "p" else np.sqrt(x)), "k--", lw=1,
+                label="A ~ p" if vary == "p" else "A ~ sqrt(h)")
+        ax.plot(x, np.full_like(x, fixed) if vary == "p" else x, "k:", lw=1, label="A = h")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel(vary)
         ax.set_ylabel("number of attractors A")
         ax.set_title(f"{config['attractor_dataset']}, d=2, {'h' if vary == 'p' else 'p'}={fixed}")

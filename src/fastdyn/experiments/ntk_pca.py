@@ -27,9 +27,9 @@ TOP = 10  # eigenvectors whose mutual information with the label is measured (th
 def config(quick: bool) -> dict:
     sizes = ({"dataset": "stripe", "d": 5, "p": 128, "ps_svc": [64, 128], "h": 100, "p_test": 300, "seed": 0,
               "svc_C": 1000.0} if quick else
-             {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 500, "p_test": 1000,
+             {"dataset": "stripe", "d": 5, "p": 256, "ps_svc": [64, 128, 256, 512], "h": 100, "p_test": 2000,
               "seed": 0, "svc_C": 1000.0})
-    return {**sizes, **common.shared_config(quick, max_steps=3000)}
+    return {**sizes, **common.shared_config(quick, max_steps=2_000_000, converged=True)}
 
 
 def _ntk_observable(model, context):
@@ -80,6 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
              **{f"{r}_{q}": np.asarray(v) for r, s in over_time.items() for q, v in s.items()})
 
     svc_rows = _svc_against_network(config, progress, fits)
+    summary["converged_fraction"] = common.converged_fraction(fits)
     summary["runs_stopped_by_wall"] = common.stopped_by_wall(fits)
     (out / "svc_vs_network.json").write_text(json.dumps(svc_rows, indent=1, default=float))
     _plot(out, spectra, over_time, svc_rows, config)
