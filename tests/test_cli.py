@@ -92,6 +92,18 @@ def test_run_writes_the_promised_files(tmp_path, capsys):
     assert summary["alpha=100"]["relative_weight_change"] < 0.1 < summary["alpha=0.01"]["relative_weight_change"]
 
 
+def test_summary_printout(capsys):
+    """Scalars and lists one per line, groups as one table: a summary of many keys stays readable."""
+    from fastdyn.cli import _print_summary
+
+    _print_summary({"beta": 0.123456, "slopes": [0.25, 1.0], "figures": ["a.png"],
+                    "h50": {"alpha_star": 15.9, "err": 0.2}, "h100": {"alpha_star": 9.4, "err": 0.1}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["beta     0.1235", "slopes   [0.25, 1]", "figures  [a.png]"]
+    assert lines[4].split() == ["alpha_star", "err"] and lines[6].split() == ["h50", "15.9", "0.2"]
+    assert lines[7].split() == ["h100", "9.4", "0.1"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "bogus=1"], "unknown config key 'bogus'"),
     (["--set", "p=many"], "expected int"),

@@ -18,11 +18,18 @@ def _key_values(items: list[str] | None) -> dict[str, str]:
 
 
 def _print_summary(summary: dict) -> None:
-    """One row per regime / group, one column per scalar (a flat summary gets one row)."""
-    rows = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    """The scalars (and lists) one per line, "key  value"; then the groups (dict values: one per regime, width, ...)
+    as a table, one row per group and one column per key."""
     flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     if flat:
-        rows = {"": flat, **rows}
+        width = max(len(k) for k in flat)
+        for key, value in flat.items():
+            print(f"{key.ljust(width)}  {_cell(value)}")
+    rows = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    if not rows:
+        return
+    if flat:
+        print()
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
     cells = [["", *columns]] + [[name, *(_cell(row.get(c, "")) for c in columns)] for name, row in rows.items()]
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
@@ -35,6 +42,8 @@ def _print_summary(summary: dict) -> None:
 def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
 
 

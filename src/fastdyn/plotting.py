@@ -18,7 +18,7 @@ import torch
 from . import deep_linear, kinks
 from ._src.optional import require
 
-__all__ = ["new_figure", "save_figure", "viridis_colours", "attractor_colours", "plot_kinks", "plot_kink_panels",
+__all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attractor_colours", "plot_kinks", "plot_kink_panels",
            "plot_field", "deep_linear_modes", "deep_linear_loss", "deep_linear_depth", "deep_linear_rsm",
            "deep_linear_illusory", "deep_linear_data"]
 
@@ -40,6 +40,16 @@ def _figure(**figure_options):
 def viridis_colours(n: int) -> np.ndarray:
     """(n, 4) RGBA colours along viridis, dark to yellow-green."""
     return _matplotlib().colormaps["viridis"](np.linspace(0.0, 0.9, n))
+
+
+def log_ticks(ax, values, axis: str = "x") -> None:
+    """Label a log ``axis`` of ``ax`` at ``values`` only (e.g. the training-set sizes), without the minor labels that
+    crowd a log axis spanning under two decades."""
+    ticker = _matplotlib("matplotlib.ticker")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(ticker.FixedLocator([float(v) for v in values]))
+    target.set_major_formatter(ticker.FixedFormatter([f"{v:g}" for v in values]))
+    target.set_minor_locator(ticker.NullLocator())
 
 
 def _numpy(values) -> np.ndarray:

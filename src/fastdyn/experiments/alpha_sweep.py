@@ -199,6 +199,7 @@ def _plot(out: Path, hs, alphas, values, crossovers, exponents, config) -> None:
         ax.plot(h_line, star0 * (h_line / h0) ** -0.5, "k:", lw=1, label="h^-1/2 (for contrast)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plotting.log_ticks(ax, hs)
     ax.set_xlabel("width h")
     ax.set_ylabel("crossover alpha*")
     ax.set_title("crossover against width, +- bootstrap sd")

@@ -93,6 +93,16 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
         for j, p in enumerate(ps):
             for regime in REGIMES:
                 summary[f"p{p}_{name}_{regime}"] = float(mean[regime][j])
+    # Lambda(t) is not monotone: its largest value over the run, against the end value
+    peak = np.full((seeds, len(ps)), np.nan)
+    for curve in curves:
+        if curve["regime"] == "feature":
+            peak[curve["seed"], ps.index(curve["p"])] = max(curve["lambda_coordinate"])
+    peak_growth = common.power_law(ps, 1.0 / peak)
+    summary["lambda_coordinate_peak_exponent_feature"] = peak_growth["beta"]
+    summary["lambda_coordinate_peak_exponent_feature_err"] = peak_growth["beta_err"]
+    for j, p in enumerate(ps):
+        summary[f"p{p}_lambda_coordinate_feature_peak"] = float(np.nanmean(peak[:, j]))
     for p in ps:
         summary[f"p{p}_lambda_theory"] = float(common.lambda_theory(p))
     summary["figures"] = ["compression.png"]
@@ -132,6 +142,7 @@ def _plot(out: Path, ps, final, curves, growth, config) -> None:
     ax.plot(p_line, common.lambda_theory(p_line), "k--", label="sqrt(0.135 p) (paper; Lambda_coord's line)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plotting.log_ticks(ax, ps)
     ax.set_xlabel("training set size p")
     ax.set_ylabel("Lambda at the end of training")
     ax.set_title(f"stripe, d={config['d']}, h={config['h']}, mean +- sd over {config['seeds']} seeds")

@@ -204,6 +204,7 @@ def _plot(out: Path, ps, errors, fits, config) -> None:
             ax.axvspan(p_line[0] / 1.2, float(config["fit_p_min"]) / 1.1, color="0.9", zorder=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plotting.log_ticks(ax, ps)
         ax.set_xlabel("training set size p")
         ax.set_ylabel("test error")
         ax.set_title(f"{name}, d={d}, h={config['h']}")
