@@ -7,7 +7,7 @@
 # Environment: FASTDYN_NT_PYTHON=<python of the neural-tangents venv> adds that peer (bench/peers); without it, its
 # benchmarks skip. FASTDYN_BENCH_ROUNDS / FASTDYN_BENCH_WARMUP (default 3 / 1) set the rounds and warm-up of every
 # side alike. Extra arguments for pytest go in PYTEST_ARGS, e.g. PYTEST_ARGS='-k "not 20000"'.
-# Run time on the 2-core machines of this project: 14.5 minutes on Zen 4 (AVX-512, with neural-tangents), more on Zen 3.
+# Run time on the 2-core machines of this project: 14.5 minutes on Zen 4 (AVX-512), 19 minutes on Zen 3 (AVX2), with neural-tangents.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=$(cd "$(dirname "$(command -v "${1:-python}")")" && pwd)/$(basename "${1:-python}")  # absolute: we cd below
