@@ -86,14 +86,24 @@ def run_record(result) -> dict:
             "seconds": round(result.timings["total"], 2)}
 
 
-def converged_fraction(results) -> float:
-    """The fraction of the runs ``results`` (TrainResults) that reached their goal (every margin >= 1)."""
-    return float(np.mean([result.converged for result in results]))
+def convergence(records) -> dict:
+    """{"converged_fraction": the fraction of the runs that reached their goal (every margin >= 1),
+    "runs_stopped_by_wall": how many stopped at the wall-clock safety net (unconverged)} over ``records``
+    (:func:`run_record` dicts)."""
+    return {"converged_fraction": float(np.mean([record["converged"] for record in records])),
+            "runs_stopped_by_wall": sum(record["stop_reason"] == "wall" for record in records)}
 
 
-def stopped_by_wall(results) -> int:
-    """How many of the runs ``results`` (TrainResults) stopped at the wall-clock safety net (unconverged)."""
-    return sum(result.stop_reason == "wall" for result in results)
+def variance_of_mean(errors, n_test) -> np.ndarray:
+    """Variance of the seed mean of test errors ``errors`` (seeds, ...) measured on ``n_test`` test points: the
+    seed spread (ddof 1) plus the binomial noise eps (1 - eps) / n_test, both over the number of seeds; NaN with
+    one seed."""
+    errors = np.asarray(errors, dtype=float)
+    seeds = errors.shape[0]
+    if seeds < 2:
+        return np.full(errors.shape[1:], np.nan)
+    mean = errors.mean(0)
+    return errors.var(0, ddof=1) / seeds + mean * (1 - mean) / n_test / seeds
 
 
 def compression_norm(omega) -> float:

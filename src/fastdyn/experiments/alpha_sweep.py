@@ -89,9 +89,7 @@ def _run(config: dict, out: Path, alphas: list[float], progress: bool) -> dict:
 
     n_plateau, rng = int(config["plateau_points"]), np.random.default_rng(0)
     n_test = rows[0]["n_test"]
-    summary: dict = {"converged_fraction": float(np.mean([row["converged"] for row in rows])),
-                     "runs_stopped_by_wall": sum(row["stop_reason"] == "wall" for row in rows),
-                     "runs_reused_from_records": store.reused}
+    summary: dict = {**common.convergence(rows), "runs_reused_from_records": store.reused}
     # alpha* from two curves: the test error, and log Lambda_coord (the compression, which has less noise)
     curves = {"alpha_star": values["test_err"], "alpha_star_lambda": np.log(values["lambda_coordinate"])}
     crossovers = {name: [] for name in curves}
@@ -142,8 +140,7 @@ def plateau_values(errors, plateau_points: int, n_test: int) -> dict:
     out = {}
     for end, block in (("feature", errors[:, :plateau_points]), ("lazy", errors[:, -plateau_points:])):
         mean = block.mean(0)
-        seeds = block.shape[0]
-        variance = block.var(0, ddof=1) / seeds + mean * (1 - mean) / n_test / seeds if seeds > 1 else np.nan
+        variance = common.variance_of_mean(block, n_test)
         out[f"{end}_plateau_err"] = float(mean.mean())
         out[f"{end}_plateau_step_in_standard_errors"] = float((mean[-1] - mean[0]) / np.sqrt(np.sum(variance)))
     return out

@@ -82,8 +82,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     _plot(out, ps, final, curves, growth, config)
     summary = {"lambda_norm_init": float(1.0 / np.sqrt(config["d"] - 1)), "lambda_coordinate_init": 1.0,
                "lambda_exponent_theory": 0.5, "theory_line_belongs_to": "lambda_coordinate",
-               "converged_fraction": float(np.mean([r["converged"] for r in runs])),
-               "runs_stopped_by_wall": sum(r["stop_reason"] == "wall" for r in runs),
+               **common.convergence(runs),
                "runs_reused_from_records": store.reused}
     for name in DEFINITIONS:
         mean = {regime: np.nanmean(final[name, regime], axis=0) for regime in REGIMES}

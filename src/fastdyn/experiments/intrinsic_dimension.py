@@ -80,8 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             if progress:
                 print(f"[intrinsic-dimension] {name} {regime}: ID {ids[0]:.2f} -> {ids[-1]:.2f} "
                       f"(input {summary[f'{name}_input_id']:.2f}), test_err={result.final.test_err:.3f}", flush=True)
-    summary["converged_fraction"] = common.converged_fraction(fits)
-    summary["runs_stopped_by_wall"] = common.stopped_by_wall(fits)
+    summary.update(common.convergence([common.run_record(result) for result in fits]))
     (out / "curves.json").write_text(json.dumps(curves, default=float))
     _plot(out, curves, clouds, summary, config)
     summary["figures"] = ["intrinsic_dimension.png", "representation_pca.png"]

@@ -121,8 +121,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     summary: dict = {"fit_p_min": p_min, "p_max_over_p_min": max(ps) / min(ps), "seeds": seeds,
                      "runs_reused_from_records": store.reused}
     all_runs = [row[r] for row in rows + check["rows"] for r in REGIMES]
-    summary["converged_fraction"] = float(np.mean([run["converged"] for run in all_runs]))
-    summary["runs_stopped_by_wall"] = sum(run["stop_reason"] == "wall" for run in all_runs)
+    summary.update(common.convergence(all_runs))
     for curve in curves:
         name, d = parse_curve(curve)
         label, theory = curve_label(curve), common.beta_theory(d)
@@ -135,7 +134,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
             summary[f"{label}_local_slopes_{m}"] = fits[curve][m]["local_slopes"]
             summary[f"{label}_err_{m}_largest_p"] = float(np.nanmean(errors[curve][m][:, -1]))
         runs = [row[r] for row in rows if row["curve"] == label for r in REGIMES]
-        summary[f"{label}_converged_fraction"] = float(np.mean([run["converged"] for run in runs]))
+        summary[f"{label}_converged_fraction"] = common.convergence(runs)["converged_fraction"]
     summary.update(check["summary"])
     summary["figures"] = ["learning_curves.png"]
     return summary
@@ -150,7 +149,7 @@ def _mean_field_check(config: dict, store: RunStore, h: int, progress: bool) -> 
     name, d = parse_curve(config["h_check_curve"])
     wide = int(round(float(config["h_check_factor"]) * h))
     errors = {(width, r): [] for width in (h, wide) for r in REGIMES}
-    rows = []
+    rows, n_test = [], 0
     for width in (h, wide):
         for seed in range(seeds):
             key = {"curve": curve_label(config["h_check_curve"]), "h": width, "p": p, "seed": seed}
@@ -158,14 +157,13 @@ def _mean_field_check(config: dict, store: RunStore, h: int, progress: bool) -> 
             record = store.get(key, lambda: one_point(name, d, width, p, seed, config, baselines=width == h))
             if width == wide:
                 rows.append({**key, **record})
+            n_test = record["n_test"]  # the same split at both widths
             for r in REGIMES:
                 errors[width, r].append(record[r]["test_err"])
     summary = {"h_check": {"curve": config["h_check_curve"], "p": p, "h": h, "h_wide": wide, "seeds": seeds}}
-    n_test = common.dataset(name, p, d, seed=0, p_test=int(config["p_test"])).x_test.shape[0]
     for r in REGIMES:
         narrow, broad = np.asarray(errors[h, r]), np.asarray(errors[wide, r])
-        variance = sum(np.var(e, ddof=1) / len(e) + e.mean() * (1 - e.mean()) / n_test / len(e)
-                       for e in (narrow, broad)) if seeds > 1 else float("nan")
+        variance = common.variance_of_mean(narrow, n_test) + common.variance_of_mean(broad, n_test)
         summary["h_check"][f"{r}_err_h"] = float(narrow.mean())
         summary["h_check"][f"{r}_err_wide"] = float(broad.mean())
         summary["h_check"][f"{r}_difference_in_standard_errors"] = float(

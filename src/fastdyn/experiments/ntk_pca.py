@@ -80,8 +80,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
              **{f"{r}_{q}": np.asarray(v) for r, s in over_time.items() for q, v in s.items()})
 
     svc_rows = _svc_against_network(config, progress, fits)
-    summary["converged_fraction"] = common.converged_fraction(fits)
-    summary["runs_stopped_by_wall"] = common.stopped_by_wall(fits)
+    summary.update(common.convergence([common.run_record(result) for result in fits]))
     (out / "svc_vs_network.json").write_text(json.dumps(svc_rows, indent=1, default=float))
     _plot(out, spectra, over_time, svc_rows, config)
     last = svc_rows[-1]
