@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import fastdyn
-from fastdyn import data, kernel_methods, kinks, observables
+from fastdyn import data, kernel_methods, kinks, linear, observables, theory
 from fastdyn._src.registry import dispatch
 from fastdyn.data.hierarchical import correlation_svd, hierarchical
 from fastdyn.experiments import alpha_sweep, learning_curves, load
@@ -190,6 +190,43 @@ BAD_INPUT = [
                  r"inputs \(P, n_in\) and targets \(P, n_out\) must share P", id="tree-svd-shapes"),
     pytest.param(lambda: hierarchical(n_features=3).illusory_feature(level=1), ValueError,
                  "no feature marks a level-1 node", id="tree-no-illusory-feature"),
+    pytest.param(lambda: theory.marchenko_pastur_density([1.0], 0.0), ValueError, "ratio must be finite and > 0",
+                 id="mp-ratio-zero"),
+    pytest.param(lambda: theory.marchenko_pastur_edges(float("nan")), ValueError, "ratio must be finite and > 0",
+                 id="mp-ratio-nan"),
+    pytest.param(lambda: theory.marchenko_pastur_cdf(1.0, -2.0), ValueError, "ratio must be finite and > 0", id="mp-cdf"),
+    pytest.param(lambda: theory.marchenko_pastur_edges(1.0, sigma2=0), ValueError, "sigma2 must be finite and > 0",
+                 id="mp-sigma2"),
+    pytest.param(lambda: theory.marchenko_pastur_edges("1"), TypeError, "ratio must be a real number", id="mp-type"),
+    pytest.param(lambda: theory.ridgeless_risk([0.5, -1.0]), ValueError, "ratio must be > 0 everywhere", id="risk-ratio"),
+    pytest.param(lambda: theory.ridgeless_risk(0.5, noise=float("nan")), ValueError, "noise must be finite and >= 0",
+                 id="risk-noise"),
+    pytest.param(lambda: theory.ridgeless_risk(0.5, n=0), ValueError, "n must be an integer >= 1", id="risk-n"),
+    pytest.param(lambda: theory.ridge_risk(0.5, -0.1), ValueError, "ridge must be >= 0 everywhere", id="ridge-risk"),
+    pytest.param(lambda: theory.gd_steps_bound(0.5, 1e-3), ValueError, "kappa must be >= 1 everywhere",
+                 id="gd-kappa"),
+    pytest.param(lambda: theory.gd_steps_to_tolerance([1.0, 0.5], [1.0, 1.0], 2.5, 1e-3), ValueError,
+                 "does not contract every component", id="gd-steps-eta"),
+    pytest.param(lambda: theory.gd_contraction([1.0, 0.0], 0.5), ValueError, "eigenvalues must be > 0 everywhere",
+                 id="gd-eigenvalues"),
+    pytest.param(lambda: linear.descent(np.eye(3), np.ones(3), eta=0.0, steps=5), ValueError,
+                 "eta must be finite and > 0", id="descent-eta"),
+    pytest.param(lambda: linear.descent(np.eye(3), np.ones(3), eta=0.5, steps=0), ValueError,
+                 "steps must be an integer >= 1", id="descent-steps"),
+    pytest.param(lambda: linear.descent(np.eye(3), np.ones(2), eta=0.5, steps=5), ValueError,
+                 "y must have one entry per row of X", id="descent-y"),
+    pytest.param(lambda: linear.descent(np.full((2, 3), np.nan), np.ones(2), eta=0.5, steps=5), ValueError,
+                 "X has NaN or infinite entries", id="descent-nan"),
+    pytest.param(lambda: linear.descent(np.eye(3), np.ones(3), eta=0.5, steps=5, method="adam"), ValueError,
+                 "method must be 'gd' or 'sgd'", id="descent-method"),
+    pytest.param(lambda: linear.descent(np.eye(3), np.ones(3), eta=0.5, steps=5, w0=np.ones(2)), ValueError,
+                 r"w0 must have shape \(3,\)", id="descent-w0"),
+    pytest.param(lambda: linear.ridge_fit(np.eye(3), np.ones(3), -1.0), ValueError, "ridge must be finite and >= 0",
+                 id="ridge-fit"),
+    pytest.param(lambda: linear.relu_features(np.ones((4, 3)), np.ones((5, 2))), ValueError,
+                 "weights must have 3 columns", id="relu-features"),
+    pytest.param(lambda: linear.correlated_design(4, 3, 1.0, np.random.default_rng(0)), ValueError,
+                 r"rho must be in \[0, 1\)", id="correlated-rho"),
 ]
 
 

@@ -10,7 +10,7 @@ import torch
 from fastdyn._src.optional import require
 from fastdyn._src.threads import limit_threads
 
-OPTIONAL = ("matplotlib", "sklearn", "pandas", "dask", "distributed", "numba", "tqdm")
+OPTIONAL = ("matplotlib", "sklearn", "pandas", "dask", "distributed", "numba", "tqdm", "cvxpy")
 
 
 def test_import_fastdyn_loads_no_optional_package():

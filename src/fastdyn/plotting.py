@@ -18,9 +18,12 @@ import torch
 from . import deep_linear, kinks
 from ._src.optional import require
 
-__all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attractor_colours", "plot_kinks", "plot_kink_panels",
-           "plot_field", "deep_linear_modes", "deep_linear_loss", "deep_linear_depth", "deep_linear_rsm",
-           "deep_linear_illusory", "deep_linear_data"]
+__all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attractor_colours", "plot_kinks",
+           "plot_kink_panels", "plot_field", "deep_linear_modes", "deep_linear_loss", "deep_linear_depth",
+           "deep_linear_rsm", "deep_linear_illusory", "deep_linear_data", "min_norm_paths", "min_norm_stability",
+           "min_norm_kappa", "marchenko_pastur_histograms", "marchenko_pastur_conditioning",
+           "double_descent_ridgeless", "double_descent_features", "lowrank_singular_values", "lowrank_rank_and_error",
+           "lowrank_scale"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -78,6 +81,182 @@ def _tight_layout(fig):
     """``fig`` after ``fig.tight_layout()``, which renders text, under the drawing lock."""
     with _DRAW_LOCK:
         fig.tight_layout()
+    return fig
+
+
+# ---- linear theory (seed 000) -----------------------------------------------------------------------------------
+def min_norm_paths(paths):
+    """Top: relative distance of w_t to pinv(X) y (from zero and from a tiny init, which plateaus at the init's
+    scale) and to pinv(X) y + (I - P_row) w_0 (from an O(1) init). Bottom: the part of w_t - w_0 outside the row
+    space of X. One column per design, one line per method and init."""
+    fig, axes = new_figure(len(paths), 2, width=4.4, height=3.0)
+    styles = {"zero": "-", "tiny": "--", "random": ":"}
+    colours = {"gd": "C0", "sgd": "C3"}
+    for column, (design, runs) in enumerate(paths.items()):
+        top, bottom = axes[0, column], axes[1, column]
+        for label, path in sorted(runs.items(), key=lambda item: item[0].startswith("gd")):
+            method, init = label.split()
+            style = dict(color=colours[method], ls=styles[init], lw=1.2, label=f"{method.upper()} from {init}")
+            top.semilogy(np.maximum(path.steps, 1), np.maximum(path.distance, 1e-17), **style)
+            bottom.semilogy(np.maximum(path.steps[1:], 1), np.maximum(path.off_row_space[1:], 1e-18), **style)
+        top.set(title=f"{design} design", ylabel="distance to target (relative)", xscale="log")
+        bottom.set(xlabel="updates", ylabel="off-row-space part of w_t - w_0", xscale="log", ylim=(1e-18, 1))
+        top.legend(fontsize=7)
+    return fig
+
+
+def min_norm_stability(paths):
+    """Gradient descent at eta = c / lambda_1: the distance to the interpolant over steps (solid) and the exact
+    spectral prediction sqrt(sum_i c_i^2 (1 - eta lambda_i)^2t) (dashed); ``paths``: {c: (DescentPath, predicted)}."""
+    fig, axes = new_figure(1, 1, width=5.0, height=3.6)
+    ax = axes[0, 0]
+    colours = viridis_colours(len(paths))
+    for colour, (factor, (path, predicted)) in zip(colours, paths.items()):
+        ax.semilogy(path.steps, path.distance, color=colour, lw=2.0, alpha=0.7,
+                    label=f"eta = {factor:g}/lambda_1" + (" (diverges)" if factor >= 2 else ""))
+        ax.semilogy(path.steps, predicted, color="k", ls="--", lw=0.7)
+    converging = [path.steps[-1] for factor, (path, _) in paths.items() if factor < 2]
+    ax.set(xlabel="GD steps", ylabel="||w_t - w_inf|| / ||w_inf||", ylim=(1e-15, 1e6),
+           xlim=(0, 1.3 * max(converging, default=max(path.steps[-1] for path, _ in paths.values()))),
+           title="GD step size: measured (colour), spectral prediction (dashed)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def min_norm_kappa(kappas, measured, exact, bound, tol):
+    """GD steps (eta = 1/lambda_1) to the relative tolerance against the condition number: measured, the exact
+    spectral count, and the worst-case bound ln(tol)/ln(1 - 1/kappa) ~ kappa ln(1/tol)."""
+    fig, axes = new_figure(1, 1, width=4.6, height=3.6)
+    ax = axes[0, 0]
+    ax.loglog(kappas, np.maximum(measured, 0.5), "o", color="C0", label="measured")
+    ax.loglog(kappas, exact, "-", color="C1", lw=1.2, label="exact: sum c_i^2 (1 - lambda_i/lambda_1)^2t")
+    ax.loglog(kappas, bound, "--", color="0.4", lw=1.0, label="bound ln(tol)/ln(1 - 1/kappa)")
+    ax.set(xlabel="condition number kappa (positive eigenspace)", ylabel=f"steps to relative error {tol:g}",
+           title="gradient descent: steps ~ kappa")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def marchenko_pastur_histograms(histograms, summary):
+    """One panel per gamma = d/n: the histogram of the positive eigenvalues of X^T X / n (as a density over all d
+    eigenvalues), the Marchenko-Pastur density, and the measured and predicted mass at zero."""
+    from . import theory
+    fig, axes = new_figure(len(histograms), 1, width=3.0, height=2.8)
+    for ax, (gamma, (positive, zero_fraction)) in zip(axes[0], histograms.items()):
+        lo, hi = theory.marchenko_pastur_edges(gamma)
+        weight = (1 - zero_fraction) / len(positive)
+        ax.hist(positive, bins=60, weights=np.full(len(positive), weight / ((positive.max() - positive.min()) / 60)),
+                color="C0", alpha=0.55, label="eigenvalues")
+        grid = np.linspace(max(lo, 1e-4), hi, 400)
+        ax.plot(grid, theory.marchenko_pastur_density(grid, gamma), color="k", lw=1.2, label="Marchenko-Pastur")
+        key = f"ratio={gamma:g}"
+        title = f"d/n = {gamma:g}   KS D = {summary[key + '_ks_distance']:.3f}"
+        if gamma > 1:
+            title += f"\nzeros {zero_fraction:.3f} (1 - n/d = {theory.marchenko_pastur_zero_mass(gamma):.3f})"
+        ax.set(title=title, xlabel="eigenvalue of X^T X / n")
+        if gamma == 1:
+            ax.set_ylim(0, 2.5 * theory.marchenko_pastur_density(1.0, gamma) + 0.5)
+        ax.title.set_fontsize(8)
+    axes[0, 0].set_ylabel("density")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def marchenko_pastur_conditioning(grid, low, high, kappa, square_sizes, square_statistic, edelman_median):
+    """Left: the smallest positive and the largest eigenvalue of X^T X / n against gamma (seeds as dots, the
+    Marchenko-Pastur edges as lines). Middle: the condition number on the positive eigenspace. Right: at gamma = 1,
+    n lambda_min(X^T X) (sizes, draws) against n, with the median of its limit law (Edelman 1988)."""
+    fig, axes = new_figure(3, 1, width=3.6, height=3.2)
+    fine = np.geomspace(min(grid), max(grid), 400)
+    edge_low, edge_high = (1 - np.sqrt(fine)) ** 2, (1 + np.sqrt(fine)) ** 2
+    ax = axes[0, 0]
+    for values, colour, label in ((low, "C0", "smallest positive"), (high, "C3", "largest")):
+        ax.loglog(np.repeat(grid, values.shape[1]), values.ravel(), ".", color=colour, ms=3, label=label)
+    ax.loglog(fine, np.maximum(edge_low, 1e-12), "k-", lw=0.9, label="(1 -+ sqrt(d/n))^2")
+    ax.loglog(fine, edge_high, "k-", lw=0.9)
+    ax.set(xlabel="d / n", ylabel="eigenvalue of X^T X / n", ylim=(1e-6, 50), title="edges of the spectrum")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    ax.loglog(np.repeat(grid, kappa.shape[1]), kappa.ravel(), ".", color="C2", ms=3, label="measured (seeds)")
+    with np.errstate(divide="ignore"):
+        ax.loglog(fine, ((1 + np.sqrt(fine)) / np.abs(1 - np.sqrt(fine))) ** 2, "k-", lw=0.9,
+                  label="((1 + sqrt g)/(1 - sqrt g))^2")
+    ax.axvline(1.0, color="0.6", ls=":", lw=0.8)
+    ax.set(xlabel="d / n", ylabel="kappa on the positive eigenspace", ylim=(1, 1e8),
+           title="ill conditioned only near d = n")
+    ax.legend(fontsize=7)
+    ax = axes[0, 2]
+    sizes = np.asarray(square_sizes, dtype=float)
+    q1, median, q3 = np.percentile(square_statistic, [25, 50, 75], axis=1)
+    ax.errorbar(sizes, median, yerr=[median - q1, q3 - median], fmt="o", color="C2", capsize=3,
+                label="median, quartiles")
+    ax.axhline(edelman_median, color="k", lw=0.9, ls="--", label=f"Edelman's limit median {edelman_median:.3f}")
+    ax.set(xscale="log", yscale="log", xlabel="n (= d)", ylabel="n lambda_min(X^T X)",
+           title="d = n: lambda_min ~ 1/n, kappa ~ n^2")
+    log_ticks(ax, sizes)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def double_descent_ridgeless(gammas, risks, n, signal, noise):
+    """Excess risk ||beta_hat - beta||^2 of min-norm least squares (dots: mean and standard error over seeds,
+    crosses: median) and of ridge against gamma = d/n, with the exact finite-n expectation (solid), the
+    proportional limit of Hastie et al. (dashed) and the ridge limits (dotted)."""
+    from . import theory
+    fig, axes = new_figure(1, 1, width=5.6, height=4.0)
+    ax = axes[0, 0]
+    fine = np.geomspace(gammas.min(), gammas.max(), 600)
+    ax.plot(fine, theory.ridgeless_risk(fine, signal=signal, noise=noise, n=n), "k-", lw=1.2,
+            label=f"exact expectation, n = {n}")
+    ax.plot(fine, theory.ridgeless_risk(fine, signal=signal, noise=noise), "k--", lw=0.9, label="limit (Hastie et al.)")
+    draws = risks[0.0]
+    ax.errorbar(gammas, draws.mean(axis=1), yerr=draws.std(axis=1, ddof=1) / np.sqrt(draws.shape[1]), fmt="o",
+                color="C0", ms=4, capsize=2, label=f"min-norm, mean of {draws.shape[1]} draws")
+    ax.plot(gammas, np.median(draws, axis=1), "x", color="C0", ms=5, label="min-norm, median")
+    for colour, ridge in zip(("C1", "C2", "C4"), [r for r in risks if r != 0.0]):
+        ax.plot(gammas, risks[ridge].mean(axis=1), "s", color=colour, ms=3.5, label=f"ridge {ridge:g}, mean")
+        ax.plot(fine, theory.ridge_risk(fine, ridge, signal=signal, noise=noise), ":", color=colour, lw=1.2)
+    ax.axhline(signal, color="0.6", lw=0.7)
+    ax.set(xscale="log", yscale="log", ylim=(1e-2, 1e2), xlabel="gamma = d / n (parameters per sample)",
+           ylabel="excess test risk", title=f"double descent, signal {signal:g}, noise {noise:g}")
+    ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def double_descent_features(ratios, errors, ridge, network_rows, config):
+    """Left: random ReLU features, test error of the min-norm and small-ridge fits against N/n (median, band:
+    quartiles over seeds). Right: the trained two-layer network's test error (and training loss) against its number of
+    parameters P / n, averaged over seeds; open markers: runs that did not interpolate."""
+    fig, axes = new_figure(2 if network_rows else 1, 1, width=4.6, height=3.8)
+    ax = axes[0, 0]
+    for colour, (name, label) in zip(("C0", "C1"), (("min-norm", "min-norm"), ("ridge", f"ridge {ridge:g}"))):
+        q1, median, q3 = np.percentile(errors[name], [25, 50, 75], axis=1)
+        ax.plot(ratios, median, "o-", color=colour, ms=3.5, label=label)
+        ax.fill_between(ratios, q1, q3, color=colour, alpha=0.2)
+    ax.axvline(1.0, color="0.6", ls=":", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="features per sample N / n", ylabel="test mean squared error",
+           title="random ReLU features (Mei & Montanari)")
+    ax.legend(fontsize=7)
+    if network_rows:
+        ax = axes[0, 1]
+        widths = sorted({row["width"] for row in network_rows})
+        n = config["network_n"]
+        p_over_n = np.array([next(r["parameters"] for r in network_rows if r["width"] == w) / n for w in widths])
+        test = np.array([np.mean([r["test_error"] for r in network_rows if r["width"] == w]) for w in widths])
+        train = np.array([np.mean([r["train_loss"] for r in network_rows if r["width"] == w]) for w in widths])
+        fitted = np.array([all(r["train_loss"] <= config["network_fit_tol"] for r in network_rows if r["width"] == w)
+                           for w in widths])
+        ax.plot(p_over_n, test, "-", color="C3")
+        ax.plot(p_over_n[fitted], test[fitted], "o", color="C3", ms=4, label="test error (interpolates)")
+        ax.plot(p_over_n[~fitted], test[~fitted], "o", mfc="none", color="C3", ms=4, label="test error (does not)")
+        ax.axvline(1.0, color="0.6", ls=":", lw=0.8)
+        twin = ax.twinx()
+        twin.plot(p_over_n, np.maximum(train, 1e-8), "--", color="0.4", lw=1.0, label="training loss")
+        twin.set(yscale="log", ylabel="training loss (dashed)")
+        ax.set(xscale="log", xlabel="parameters per sample P / n", ylabel="test error",
+               title=f"two-layer ReLU net, digits, {config['network_label_noise']:.0%} labels flipped")
+        ax.legend(fontsize=7, loc="upper right")
     return fig
 
 
@@ -324,3 +503,81 @@ def deep_linear_data(data, s, v):
     axes[2].set_xticklabels([f"{x:.0f}" for x in s], fontsize=7)
     axes[2].set(title="modes v_alpha (columns), labelled by s", yticks=[])
     return _tight_layout(fig)
+
+
+# ---- deep linear matrix completion (seed 000, issue 16) ----------------------------------------------------------
+
+def lowrank_singular_values(runs, target_singular_values, scale, fraction, half_times):
+    """Singular values of B(t) on log time, one panel per flow (``runs``: name -> FlowTrajectory), the target's
+    singular values dashed; last panel: when sigma_k first reaches s*_k / 2 (``half_times``: name -> (k,) times),
+    deeper factorisations learn them one at a time."""
+    columns = 3
+    rows = -(-(len(runs) + 1) // columns)
+    fig, axes = new_figure(columns, rows, width=3.6, height=3.0)
+    panels = axes.ravel()
+    top = len(target_singular_values)
+    colours = viridis_colours(top)
+    for ax, (name, run) in zip(panels, runs.items()):
+        t = run.times[1:]
+        for k, color in enumerate(colours):
+            ax.plot(t, run.singular_values[1:, k], color=color, lw=2, label=f"sigma_{k + 1}")
+        ax.plot(t, run.singular_values[1:, top:], color="0.6", lw=0.7)
+        for s_k in target_singular_values:
+            ax.axhline(s_k, color="k", ls="--", lw=0.6)
+        ax.set(xscale="log", yscale="log", ylim=(scale / 10, 2 * max(target_singular_values)), xlabel="t",
+               ylabel="singular values of B(t)", title=f"{name}, B(0) = {scale:g} I, {fraction:g} observed")
+        ax.title.set_fontsize(9)
+    panels[0].legend(fontsize=7, loc="lower right", title="grey: the rest; dashed: s*", title_fontsize=7)
+    summary = panels[len(runs)]
+    names = list(half_times)
+    for k, color in enumerate(colours):
+        summary.plot(range(len(names)), [half_times[name][k] for name in names], "o-", color=color,
+                     label=f"sigma_{k + 1} = s*_{k + 1}/2 (s* = {target_singular_values[k]:g})")
+    summary.set(yscale="log", ylabel="first time t", title="incremental learning: half-learning times")
+    summary.set_xticks(range(len(names)))
+    summary.set_xticklabels(names)
+    summary.title.set_fontsize(9)
+    summary.legend(fontsize=7)
+    for ax in panels[len(runs) + 1:]:
+        ax.set_visible(False)
+    return fig
+
+
+def lowrank_rank_and_error(runs, nuclear_test_error, scale, fraction):
+    """Effective rank and test error (unobserved entries) of B(t) by flow, on log time; the min-nuclear-norm
+    completion's test error dotted."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.4)
+    rank_ax, error_ax = axes[0]
+    for (name, run), color in zip(runs.items(), viridis_colours(len(runs))):
+        t = run.times[1:]
+        style = {"color": color, "lw": 1.8, "ls": ":" if name == "A^2" else "-"}
+        rank_ax.plot(t, run.effective_rank[1:], label=name, **style)
+        error_ax.plot(t, run.test_error[1:], label=name, **style)
+    error_ax.axhline(nuclear_test_error, color="k", ls=":", lw=1, label="min nuclear norm")
+    rank_ax.set(xscale="log", xlabel="t", ylabel="effective rank (Roy & Vetterli)",
+                title=f"B(0) = {scale:g} I, {fraction:g} of pairs observed")
+    error_ax.set(xscale="log", yscale="log", xlabel="t", ylabel="test error ||B - B*|| / ||B*|| (unobserved)")
+    rank_ax.legend(fontsize=8)
+    error_ax.legend(fontsize=8)
+    return fig
+
+
+def lowrank_scale(end_points, names, scales, fractions):
+    """End-point test error, nuclear norm over the min-nuclear-norm's, and distance to the min-nuclear-norm
+    completion against the initial scale, one row per observed fraction, one line per flow (mean over seeds,
+    dots: single seeds). ``end_points``: (fraction, seed, name, scale) -> dict of those numbers."""
+    quantities = [("test_error", "test error (unobserved)"), ("nuclear_norm_ratio", "||B||_* / ||B_nuc||_*"),
+                  ("dist_nuclear", "||B - B_nuc||_F / ||B_nuc||_F")]
+    fig, axes = new_figure(len(quantities), len(fractions), width=3.6, height=3.0)
+    for row, fraction in zip(axes, fractions):
+        for ax, (key, label) in zip(row, quantities):
+            for name, color in zip(names, viridis_colours(len(names))):
+                values = np.array([[v[key] for k, v in end_points.items() if k[0] == fraction and k[2] == name
+                                    and k[3] == scale] for scale in scales])
+                ax.plot(scales, values.mean(axis=1), "o-" if name != "A^2" else "s:", color=color, label=name)
+                ax.plot(np.repeat(scales, values.shape[1]), values.ravel(), ".", color=color, ms=3)
+            ax.set(xscale="log", yscale="linear" if key == "nuclear_norm_ratio" else "log", ylabel=label,
+                   xlabel="initial scale (B(0) = scale I)", title=f"{fraction:g} of pairs observed")
+            log_ticks(ax, scales)
+    axes[0, 0].legend(fontsize=7)
+    return fig

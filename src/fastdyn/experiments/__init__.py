@@ -40,6 +40,10 @@ REGISTRY: dict[str, str] = {
     "kinks": "fastdyn.experiments.kinks",
     "alpha-sweep": "fastdyn.experiments.alpha_sweep",
     "flow-convergence": "fastdyn.experiments.flow_convergence",
+    "min-norm": "fastdyn.experiments.min_norm",
+    "marchenko-pastur": "fastdyn.experiments.marchenko_pastur",
+    "double-descent": "fastdyn.experiments.double_descent",
+    "deep-linear-lowrank": "fastdyn.experiments.deep_linear_lowrank",
 }
 
 
