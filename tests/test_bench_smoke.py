@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The only reasons a benchmark may skip here: hardware or an optional peer that this machine lacks.
-ALLOWED_SKIPS = ("needs a CUDA GPU", "FASTDYN_NT_PYTHON")
+ALLOWED_SKIPS = ("needs a CUDA GPU", "FASTDYN_NT_PYTHON", "galois is not installed")
 
 
 @pytest.mark.needs_backend("cpu")

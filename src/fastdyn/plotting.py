@@ -23,7 +23,9 @@ __all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attract
            "deep_linear_rsm", "deep_linear_illusory", "deep_linear_data", "min_norm_paths", "min_norm_stability",
            "min_norm_kappa", "marchenko_pastur_histograms", "marchenko_pastur_conditioning",
            "double_descent_ridgeless", "double_descent_features", "lowrank_singular_values", "lowrank_rank_and_error",
-           "lowrank_scale"]
+           "lowrank_scale", "parity_elimination_threshold",
+           "parity_construction_figure", "parity_gradient_lemma", "parity_gradient_training", "parity_sgd_curves",
+           "parity_sgd_summary"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -505,7 +507,7 @@ def deep_linear_data(data, s, v):
     return _tight_layout(fig)
 
 
-# ---- deep linear matrix completion (seed 000, issue 16) ----------------------------------------------------------
+# ---- deep linear matrix completion (seed 000) ----------------------------------------------------------------------
 
 def lowrank_singular_values(runs, target_singular_values, scale, fraction, half_times):
     """Singular values of B(t) on log time, one panel per flow (``runs``: name -> FlowTrajectory), the target's
@@ -580,4 +582,217 @@ def lowrank_scale(end_points, names, scales, fractions):
                    xlabel="initial scale (B(0) = scale I)", title=f"{fraction:g} of pairs observed")
             log_ticks(ax, scales)
     axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+# ---- parities (seed 000) ----------------------------------------------------------------------------------------
+def parity_elimination_threshold(curves, trials, timings):
+    """Left: the fraction of parity problems that GF(2) elimination solves uniquely against the excess n - d of
+    samples over unknowns (dots with binomial error bars, one colour per d), the exact full-rank probability (lines)
+    and its d -> infinity limit prod_{j > n - d} (1 - 2^-j) (black dashed). Right: the time of one solve at n = 2d
+    against d, with a d^3 line (the elimination's n d^2 / 64 word operations)."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.6)
+    ax = axes[0, 0]
+    for colour, (d, curve) in zip(viridis_colours(len(curves)), curves.items()):
+        excess = curve["n"] - d
+        keep = excess <= 20
+        error = np.sqrt(np.maximum(curve["measured"] * (1 - curve["measured"]), 0.25 / trials) / trials)
+        ax.errorbar(excess[keep], curve["measured"][keep], yerr=error[keep], fmt="o", ms=3.5, color=colour,
+                    capsize=2, label=f"d = {d}: solved uniquely")
+        ax.plot(excess[keep], curve["predicted"][keep], "-", color=colour, lw=1.0)
+    fine = np.arange(0, 21)
+    ax.plot(fine, [np.prod(1 - 2.0 ** -np.arange(m + 1, m + 200)) for m in fine], "k--", lw=0.8,
+            label="d -> inf: prod_{j > n-d} (1 - 2^-j)")
+    ax.set(xlabel="excess samples n - d", ylabel=f"fraction solved uniquely ({trials} trials)", ylim=(-0.03, 1.03),
+           title="GF(2) elimination: threshold at n = d")
+    ax.legend(fontsize=7, loc="lower right")
+    ax = axes[0, 1]
+    dims = np.array(sorted(timings), dtype=float)
+    seconds = np.array([timings[int(d)] for d in dims])
+    ax.loglog(dims, seconds, "o-", color="C0", label="solve_gf2, n = 2d")
+    ax.loglog(dims, seconds[-1] * (dims / dims[-1]) ** 3, "k--", lw=0.8, label="~ d^3")
+    log_ticks(ax, dims.astype(int))
+    ax.set(xlabel="d (unknowns)", ylabel="seconds", title="time of one solve")
+    ax.legend(fontsize=7)
+    return fig
+
+
+# ---- parity construction and gradient signal (seed 000) ------------------------------------------------------------
+
+def parity_construction_figure(profile, records):
+    """Left: the seed's network for I = [d] along s = number of -1 entries (continuous line), with chi_I = (-1)^s at
+    the integers. Right: hidden width against d for every checked subset, next to the seed's 4d and the
+    construction's 4 ceil(|I| / 2). ``profile``: s, f, integers, parity arrays; ``records``: columns d, size, width,
+    kind, inputs, max_error_float64, max_error_float32 (one entry per checked subset)."""
+    fig, axes = new_figure(2, 1, width=4.8, height=3.6)
+    step_ax, width_ax = axes[0]
+    d = int(profile["integers"][-1])
+    step_ax.plot(profile["s"], profile["f"], color="C0", lw=1.5, label="network f along the line")
+    step_ax.plot(profile["integers"], profile["parity"], "o", color="C3", ms=6, label="chi_I = (-1)^s")
+    for k in profile["integers"][1::2]:
+        step_ax.axvspan(k - 0.5, k + 0.5, color="C1", alpha=0.12, lw=0)
+    step_ax.set(xlabel="s = number of -1 among x_i, i in I", ylabel="f(x)",
+                title=f"d = |I| = {d}: 1 - 2 sum over odd k of steps f_k(s)\n(shaded: the supports of f_k)")
+    step_ax.title.set_fontsize(9)
+    step_ax.set_ylim(-1.3, 1.6)
+    step_ax.legend(fontsize=7, loc="upper center", ncol=2)
+    dims = np.arange(1, records["d"].max() + 1)
+    width_ax.plot(dims, 4 * dims, "k--", lw=1, label="4d (the seed's bound)")
+    for kind, marker in zip(("one", "half", "full", "random"), "v^os"):
+        chosen = records["kind"] == kind
+        width_ax.plot(records["d"][chosen], records["width"][chosen], marker, ms=5, mfc="none", label=f"I: {kind}")
+    enumerated = records["inputs"] == 2 ** records["d"]
+    width_ax.set(xscale="log", yscale="log", xlabel="d", ylabel="hidden width 4 ceil(|I|/2)",
+                 title=f"max |f - chi_I| = {records['max_error_float64'].max():g} (float64), "
+                       f"{records['max_error_float32'].max():g} (float32)\non all 2^d inputs for d <= "
+                       f"{records['d'][enumerated].max()} and {records['inputs'][~enumerated].max():.0e} random "
+                       f"at d = {records['d'][~enumerated].max()}")
+    width_ax.title.set_fontsize(9)
+    width_ax.legend(fontsize=7)
+    return fig
+
+
+def parity_gradient_lemma(exact, orders, weights, monte_carlo):
+    """The seed's lemma at initialisation, log2 scale against d. Left: E_I <chi_I, g>^2 over uniform I (means over i
+    and seeds) on its bound E g^2 / 2^d, the power E g^2, and above enumeration the Monte Carlo estimate sitting on
+    its floor E g^2 / n_samples. Middle: averages over |I| = k and the largest <chi_I, g>^2 over I. Right: the same
+    for the first-layer weight derivatives. ``exact``: (runs,) columns d, signal, bound, power, max; ``orders``:
+    k label -> (runs,); ``weights``, ``monte_carlo``: lists of per-d dicts (experiment parity-gradient)."""
+    fig, axes = new_figure(3, 1, width=4.3, height=4.8)
+    signal_ax, order_ax, weight_ax = axes[0]
+    dims = np.unique(exact["d"])
+
+    def mean_over_seeds(values):
+        return np.array([values[exact["d"] == d].mean() for d in dims])
+
+    signal, bound = mean_over_seeds(exact["signal"]), mean_over_seeds(exact["bound"])
+    signal_ax.plot(dims, mean_over_seeds(exact["power"]), "s-", color="0.5", ms=4, label="E_x g_i^2 (poly(d) factor)")
+    signal_ax.plot(dims, signal, "o", color="C0", ms=6, label="E_I <chi_I, g_i>^2 (exact)")
+    signal_ax.plot(dims, bound, "k+", ms=8, label="bound E_x g_i^2 / 2^d")
+    signal_ax.plot(dims, signal[0] * 2.0 ** (dims[0] - dims), "k:", lw=1, label="slope 2^-d")
+    if monte_carlo:
+        mc = {key: np.array([r[key] for r in monte_carlo]) for key in monte_carlo[0]}
+        signal_ax.plot(mc["d"], mc["signal"], "o", mfc="none", color="C3", ms=6, label="Monte Carlo estimate")
+        signal_ax.plot(mc["d"], mc["floor"], "_", color="C3", ms=14, mew=2, label="its floor E g^2 / n_samples")
+        signal_ax.plot(mc["d"], mc["bound"], "k+", ms=8)
+        signal_ax.plot(mc["d"], mc["k=1"], "^", mfc="none", color="C2", ms=6, label="Monte Carlo, |I| = 1")
+    signal_ax.set(yscale="log", xlabel="d", ylabel="mean over i (and seeds)",
+                  title="uniform I: signal = bound (Parseval)")
+    signal_ax.set_yscale("log", base=2)
+    signal_ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    styles = {"0": ("C4", "I empty: (E g_i)^2"), "1": ("C2", "|I| = 1"), "2": ("C1", "|I| = 2"),
+              "d//2": ("C0", "|I| = d // 2"), "d": ("C3", "I = [d]")}
+    order_ax.plot(dims, mean_over_seeds(exact["max"]), "k^-", ms=5, label="max over I")
+    for key, (color, label) in styles.items():
+        order_ax.plot(dims, mean_over_seeds(orders[key]), "o-", color=color, ms=4, lw=1, label=label)
+    order_ax.plot(dims, bound, "k+--", ms=8, lw=0.8, label="E g^2 / 2^d")
+    order_ax.set(xlabel="d", ylabel="mean of <chi_I, g_i>^2 over |I| = k", title="input gradient by subset size")
+    order_ax.set_yscale("log", base=2)
+    order_ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    if weights:
+        columns = {key: np.array([r[key] for r in weights]) for key in ("d", "signal", "bound", "max")}
+        weight_ax.plot(columns["d"], columns["signal"], "o", color="C0", ms=6, label="E_I (uniform)")
+        weight_ax.plot(columns["d"], columns["bound"], "k+", ms=8, label="E (df/dW)^2 / 2^d")
+        weight_ax.plot(columns["d"], columns["max"], "k^-", ms=5, label="max over I")
+        for key, (color, label) in styles.items():
+            values = [r[f"k={r['d'] // 2}" if key == "d//2" else f"k={r['d']}" if key == "d" else f"k={key}"]
+                      for r in weights]
+            weight_ax.plot(columns["d"], values, "o-", color=color, ms=4, lw=1, label=label)
+        weight_ax.set_yscale("log", base=2)
+        weight_ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    weight_ax.set(xlabel="d", ylabel="mean over first-layer weights W_jk",
+                  title="<chi_I, df/dW_jk>^2 (the SGD direction)")
+    for ax in axes[0]:
+        ax.title.set_fontsize(9)
+    return fig
+
+
+def parity_gradient_training(curves):
+    """SGD on the hinge loss of chi_[d]: left, the target's correlation <chi_[d], g_i>^2 (mean over i, solid) against
+    steps next to E g_i^2 / 2^d (dashed) and, where Monte Carlo, its floor E g^2 / n (dotted); right, the test
+    accuracy. ``curves``: d -> arrays steps, correlation, bound, floor, accuracy (experiment parity-gradient)."""
+    fig, axes = new_figure(2, 1, width=4.8, height=4.6)
+    correlation_ax, accuracy_ax = axes[0]
+    for (d, curve), color in zip(curves.items(), ("C0", "C3", "C2", "C1", "C4")):
+        monte_carlo = bool(np.any(curve["floor"] > 0))
+        steps = np.maximum(curve["steps"], 1)
+        label = f"d = {d}" + (" (Monte Carlo)" if monte_carlo else " (exact)")
+        correlation_ax.plot(steps, np.maximum(curve["correlation"], 1e-300), "-", color=color, lw=1.2,
+                            label=f"{label}: <chi_[d], g>^2")
+        correlation_ax.plot(steps, curve["bound"], "--", color=color, lw=1, label=f"d = {d}: E g^2 / 2^d")
+        if monte_carlo:
+            correlation_ax.plot(steps, curve["floor"], ":", color=color, lw=1.5, label=f"d = {d}: floor E g^2 / n")
+        accuracy_ax.plot(steps, curve["accuracy"], "-", color=color, label=f"d = {d}")
+    correlation_ax.set(xscale="log", yscale="log", xlabel="SGD step", ylabel="mean over i",
+                       title="the target's gradient correlation during training")
+    correlation_ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    accuracy_ax.axhline(0.5, color="gray", lw=0.6)
+    accuracy_ax.set(xscale="log", ylim=(0.3, 1.02), xlabel="SGD step", ylabel="test accuracy",
+                    title="SGD on the hinge loss of the full parity")
+    accuracy_ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    for ax in axes[0]:
+        ax.title.set_fontsize(9)
+    return fig
+
+
+# ---- parity-sgd -------------------------------------------------------------------------------------------------
+
+_PARITY_SGD_COLOURS = ("C3", "C1", "C0", "C2")  # parity-half, parity-full, parity-sparse, linear
+
+
+def parity_sgd_curves(steps, dims, targets, orders, accuracy, target_accuracy, width_factor):
+    """Test accuracy against SGD steps (log x), one panel per d, one line per target (legend: the target and its order
+    from ``orders`` (len(dims), len(targets))): mean over seeds, band min-max; grey: chance 0.5, dotted:
+    ``target_accuracy``. ``accuracy`` (len(dims), len(targets), seeds, len(steps)), at ``steps`` (logs,) whose
+    step 0 is drawn at step 1; the networks have width ``width_factor`` d (experiment parity-sgd)."""
+    fig, axes = new_figure(len(dims), 1, width=3.3, height=3.5)
+    x = np.maximum(np.asarray(steps), 1)
+    for ax, d, runs, run_orders in zip(axes[0], dims, accuracy, orders):
+        for colour, style, target, order, curves in zip(_PARITY_SGD_COLOURS, ("--", "-", "-", "-"), targets,
+                                                        run_orders, runs):
+            label = f"linear, m = {order}" if target == "linear" else f"{target}, |I| = {order}"
+            ax.plot(x, curves.mean(axis=0), style, color=colour, lw=1.3, label=label)
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.2, lw=0)
+        ax.axhline(0.5, color="0.5", lw=0.8)
+        ax.axhline(target_accuracy, color="0.5", ls=":", lw=0.8)
+        ax.set(xscale="log", ylim=(0.35, 1.02), xlim=(1, x[-1]), xlabel="SGD step", title=f"d = {d}")
+        ax.legend(fontsize=6.5, loc="upper left")
+    axes[0, 0].set_ylabel("test accuracy")
+    seeds = accuracy.shape[2]
+    fig.suptitle(f"SGD, hinge loss, ReLU net of width {width_factor}d: mean and min-max over {seeds} "
+                 f"seed{'s' if seeds > 1 else ''}", fontsize=9)
+    return fig
+
+
+def parity_sgd_summary(dims, targets, final_accuracy, steps_to_target, budget, target_accuracy):
+    """Left: final test accuracy against d per target (mean over seeds, bars min-max; grey: chance). Right: the first
+    logged step at which each seed reached ``target_accuracy`` (dots), with runs not learned within the step
+    ``budget`` as open triangles above the budget line. ``final_accuracy`` (len(dims), len(targets), seeds);
+    ``steps_to_target`` nested lists [d][target][seed] of ints or None (experiment parity-sgd)."""
+    fig, axes = new_figure(2, 1, width=4.4, height=3.6)
+    accuracy_ax, steps_ax = axes[0]
+    dims = np.asarray(dims, dtype=float)
+    offsets = (np.arange(len(targets)) - (len(targets) - 1) / 2) * 0.012 * (dims.max() - dims.min() + 1)
+    cap = 1.6 * budget
+    for j, (colour, target) in enumerate(zip(_PARITY_SGD_COLOURS, targets)):
+        final = final_accuracy[:, j]
+        mean = final.mean(axis=1)
+        accuracy_ax.errorbar(dims + offsets[j], mean, yerr=[mean - final.min(axis=1), final.max(axis=1) - mean],
+                             fmt="o-", color=colour, ms=4, capsize=2, label=target)
+        for i, d in enumerate(dims):
+            reached = [r for r in steps_to_target[i][j] if r is not None]
+            missed = len(steps_to_target[i][j]) - len(reached)
+            steps_ax.plot([d + offsets[j]] * len(reached), reached, "o", color=colour, ms=4,
+                          label=target if i == 0 else None)
+            steps_ax.plot([d + offsets[j]] * missed, [cap] * missed, "^", mfc="none", color=colour, ms=6)
+    accuracy_ax.axhline(0.5, color="0.5", lw=0.8, label="chance")
+    accuracy_ax.set(ylim=(0.35, 1.02), xticks=dims, xlabel="input dimension d", ylabel="final test accuracy",
+                    title="after the whole step budget")
+    accuracy_ax.legend(fontsize=7, loc="lower left")
+    steps_ax.axhline(budget, color="0.5", ls="--", lw=0.8)
+    steps_ax.text(dims.min(), cap * 1.25, "open triangles: not learned within the budget", fontsize=7, va="bottom")
+    steps_ax.set(yscale="log", ylim=(10, cap * 2.5), xticks=dims, xlabel="input dimension d",
+                 ylabel=f"steps to test accuracy {target_accuracy:g} (first logged)",
+                 title=f"steps to {target_accuracy:.0%} (dashed: budget {budget:,})")
+    steps_ax.legend(fontsize=7, loc="lower right")
     return fig

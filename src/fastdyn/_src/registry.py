@@ -60,6 +60,9 @@ _declare("flow.onehidden_hinge",
 _declare("ntk.onehidden",
          "(x1 (N1, d), x2 (N2, d) or None, omega (h, d), b (h,), beta (h,), *, scale, act) -> Theta (N1, N2); "
          "x2=None: Theta(x1, x1), exactly symmetric")
+_declare("gf2.eliminate",
+         "(z (n, d) bool, b (n,) bool) -> (pivots (d,) int64 numpy: the pivot equation of each unknown, -1 for a free "
+         "one; b (n,) bool numpy: b after Gauss-Jordan elimination of z s = b over GF(2))")
 _declare("kpca.check",
          "(K (B, N, N), labels (B or 1, N) or None, *, center) -> (stats (B, 3) float64: max|K|, max|K - K^T|, "
          "has NaN/Inf; alignment (B,) or None)")

@@ -44,6 +44,10 @@ REGISTRY: dict[str, str] = {
     "marchenko-pastur": "fastdyn.experiments.marchenko_pastur",
     "double-descent": "fastdyn.experiments.double_descent",
     "deep-linear-lowrank": "fastdyn.experiments.deep_linear_lowrank",
+    "parity-elimination": "fastdyn.experiments.parity_elimination",
+    "parity-construction": "fastdyn.experiments.parity_construction",
+    "parity-sgd": "fastdyn.experiments.parity_sgd",
+    "parity-gradient": "fastdyn.experiments.parity_gradient",
 }
 
 
