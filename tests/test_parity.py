@@ -155,6 +155,10 @@ def test_gradient_signal_exact_is_parseval_and_monte_carlo_agrees():
     (lambda: parity.relu_parity_network(4, [4]), ValueError, "subset must list distinct indices"),
     (lambda: parity.relu_parity_network(4, [1, 1]), ValueError, "subset must list distinct indices"),
     (lambda: parity.all_inputs(25), ValueError, "d must be <= 24"),
+    (lambda: parity.all_inputs(3, start=5, stop=4), ValueError, "start and stop must satisfy"),
+    (lambda: parity.all_inputs(3, stop=9), ValueError, "start and stop must satisfy"),
+    (lambda: parity.random_inputs(0, 3), ValueError, "n must be an integer >= 1"),
+    (lambda: parity.random_inputs(4, 2.0), TypeError, "d must be an integer"),
     (lambda: parity.walsh_coefficients(torch.ones(6)), ValueError, "values must have 2\\^d rows"),
 ])
 def test_bad_input(call, error, match):

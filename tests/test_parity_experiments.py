@@ -37,8 +37,8 @@ def test_construction_is_exact_with_width_at_most_4d(construction):
     assert (out / "construction.png").stat().st_size > 10_000
 
 
-def test_cube_block_matches_all_inputs():
-    assert torch.equal(parity_construction.cube_block(5, 7, 19), parity.all_inputs(5)[7:19])
+def test_all_inputs_blocks_match_the_whole_enumeration():
+    assert torch.equal(parity.all_inputs(5, start=7, stop=19), parity.all_inputs(5)[7:19])
 
 
 def test_construction_check_sees_a_wrong_network(monkeypatch):

@@ -25,8 +25,8 @@ from ._src import checks
 from ._src.registry import dispatch
 from .models import FCNet
 
-__all__ = ["GF2Solution", "solve_gf2", "full_rank_probability", "relu_parity_network", "all_inputs", "parity_of",
-           "walsh_coefficients", "GradientSignal", "gradient_signal"]
+__all__ = ["GF2Solution", "solve_gf2", "full_rank_probability", "relu_parity_network", "all_inputs", "random_inputs",
+           "parity_of", "input_gradients", "walsh_coefficients", "GradientSignal", "gradient_signal"]
 
 
 # ------------------------------------------------------------------------------------------------- recovery
@@ -143,18 +143,36 @@ def relu_parity_network(d: int, subset, *, dtype=torch.float64) -> FCNet:
     return net
 
 
-def all_inputs(d: int, *, dtype=torch.float64) -> torch.Tensor:
-    """(2^d, d) every x in {-1, +1}^d; row r has x_j = -1 where bit j of r is set (d <= 24)."""
+def all_inputs(d: int, *, start: int = 0, stop: int | None = None, dtype=torch.float64) -> torch.Tensor:
+    """(stop - start, d) rows start..stop-1 (default: all 2^d) of the enumeration of {-1, +1}^d in which row r has
+    x_j = -1 where bit j of r is set (d <= 24); blocks bound the memory of a sweep over a large cube."""
     d = checks.integer("d", d)
     if d > 24:
         raise ValueError(f"d must be <= 24 to enumerate 2^d inputs, got {d}")
-    bits = (np.arange(2 ** d)[:, None] >> np.arange(d)[None, :]) & 1
-    return torch.as_tensor(1.0 - 2.0 * bits, dtype=dtype)
+    stop = 2 ** d if stop is None else checks.integer("stop", stop, minimum=0)
+    start = checks.integer("start", start, minimum=0)
+    if not start <= stop <= 2 ** d:
+        raise ValueError(f"start and stop must satisfy 0 <= start <= stop <= 2^d = {2 ** d}, got {start}, {stop}")
+    bits = (torch.arange(start, stop, dtype=torch.int64)[:, None] >> torch.arange(d, dtype=torch.int64)[None, :]) & 1
+    return (1.0 - 2.0 * bits.to(torch.float64)).to(dtype)
+
+
+def random_inputs(n: int, d: int, *, generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
+    """(n, d) independent uniform x in {-1, +1}^d: x = 1 - 2 b for fair bits b drawn from ``generator``."""
+    bits = torch.randint(0, 2, (checks.integer("n", n), checks.integer("d", d)), generator=generator)
+    return (1.0 - 2.0 * bits.to(torch.float64)).to(dtype)
 
 
 def parity_of(x, subset) -> torch.Tensor:
     """chi_I(x) = prod_{i in I} x_i for x (N, d): (N,)."""
     return torch.prod(torch.as_tensor(x)[:, torch.as_tensor(np.asarray(subset, dtype=np.int64))], dim=1)
+
+
+def input_gradients(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """d f / d x at every row of x (N, d), for a model f: (N, d) -> (N,) or (N, 1): (N, d), detached."""
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    return g.detach()
 
 
 # ------------------------------------------------------------------------------------------ gradient signal
@@ -210,13 +228,9 @@ def gradient_signal(model: torch.nn.Module, d: int, *, exact: bool | None = None
     if exact:
         x = all_inputs(d, dtype=dtype)
     else:
-        generator = torch.Generator().manual_seed(seed)
-        x = 1.0 - 2.0 * torch.randint(0, 2, (checks.integer("n_samples", n_samples), d), generator=generator)
-        x = x.to(dtype)
-    x.requires_grad_(True)
-    out = model(x).reshape(x.shape[0])
-    (g,) = torch.autograd.grad(out.sum(), x)                        # (N, d): d f / d x_i at every input
-    g = g.detach()
+        x = random_inputs(checks.integer("n_samples", n_samples), d, generator=torch.Generator().manual_seed(seed),
+                          dtype=dtype)
+    g = input_gradients(model, x)                                   # (N, d): d f / d x_i at every input
     power = (g ** 2).mean(dim=0)
     if exact:
         coefficients = walsh_coefficients(g)                        # (2^d, d)
@@ -229,7 +243,7 @@ def gradient_signal(model: torch.nn.Module, d: int, *, exact: bool | None = None
             subset = np.flatnonzero(rng.random(d) < 0.5)
         else:
             subset = rng.choice(d, size=checks.integer("subset_size", subset_size), replace=False)
-        chi = torch.prod(x.detach()[:, torch.as_tensor(subset, dtype=torch.int64)], dim=1)
+        chi = parity_of(x, subset)
         squares.append(((chi[:, None] * g).mean(dim=0) ** 2).numpy())
     squares = np.array(squares)
     return GradientSignal(signal=squares.mean(axis=0), power=power.numpy(), bound=(power / 2 ** d).numpy(), exact=False,

@@ -18,7 +18,7 @@ import torch
 from .. import plotting
 from .._src import checks
 from .._src.threads import limit_threads
-from ..parity import parity_of, relu_parity_network
+from ..parity import all_inputs, parity_of, random_inputs, relu_parity_network
 
 DESCRIPTION = "seed 000: the 4d-ReLU parity network is exact on all of {-1,+1}^d (d <= 20) and on 1e6 inputs at d=100"
 
@@ -54,14 +54,6 @@ def subsets_for(d: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
             "full": np.arange(d), "random": random}
 
 
-def cube_block(d: int, start: int, stop: int) -> torch.Tensor:
-    """Rows start..stop-1 of :func:`fastdyn.parity.all_inputs` (d): (stop - start, d) float64, x_j = -1 where
-    bit j of the row number is set."""
-    rows = torch.arange(start, stop, dtype=torch.int64)
-    bits = (rows[:, None] >> torch.arange(d, dtype=torch.int64)[None, :]) & 1
-    return 1.0 - 2.0 * bits.to(torch.float64)
-
-
 def max_errors(networks: dict[torch.dtype, torch.nn.Module], subset: np.ndarray, blocks) -> dict[torch.dtype, float]:
     """max |f(x) - chi_I(x)| over the inputs of ``blocks`` (an iterable of (N, d) float64 tensors), per precision;
     ``networks`` maps a dtype to the same construction in that dtype."""
@@ -79,7 +71,7 @@ def random_blocks(d: int, n: int, chunk: int, generator: torch.Generator):
     """Uniform random inputs of {-1, +1}^d, n in all, as (<= chunk, d) float64 blocks."""
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
-        yield 1.0 - 2.0 * torch.randint(0, 2, (size, d), generator=generator).to(torch.float64)
+        yield random_inputs(size, d, generator=generator)
 
 
 def check_subset(d: int, subset: np.ndarray, blocks) -> dict:
@@ -115,7 +107,7 @@ def _run(config: dict, out: Path, progress: bool) -> dict:
     for d in config["dims"]:
         d = int(d)
         for kind, subset in subsets_for(d, rng).items():
-            blocks = (cube_block(d, start, min(start + chunk, 2 ** d)) for start in range(0, 2 ** d, chunk))
+            blocks = (all_inputs(d, start=start, stop=min(start + chunk, 2 ** d)) for start in range(0, 2 ** d, chunk))
             records.append({"kind": kind, "inputs": 2 ** d, "enumerated": True, **check_subset(d, subset, blocks)})
         log(f"parity-construction: d = {d}: max error {max(r['max_error_float64'] for r in records[-4:]):g} "
             f"on all {2 ** d} inputs")

@@ -33,7 +33,7 @@ from .. import plotting
 from .._src import checks
 from .._src.threads import limit_threads
 from ..models import FCNet
-from ..parity import all_inputs, gradient_signal, parity_of, walsh_coefficients
+from ..parity import all_inputs, gradient_signal, input_gradients, parity_of, random_inputs, walsh_coefficients
 
 DESCRIPTION = "seed 000: E_I <chi_I, df/dx_i>^2 = E (df/dx_i)^2 / 2^d measured, by subset size and during SGD"
 
@@ -75,13 +75,6 @@ def network(d: int, width_factor: int, seed: int) -> FCNet:
     """FCNet [d, width_factor d, 1] in float64 at torch's default initialisation from ``seed``."""
     torch.manual_seed(seed)
     return FCNet([d, width_factor * d, 1], dtype=torch.float64)
-
-
-def input_gradients(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """d f / d x at every row of x (N, d): (N, d)."""
-    x = x.detach().clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(model(x).sum(), x)
-    return g.detach()
 
 
 def first_layer_gradients(model: FCNet, x: torch.Tensor) -> torch.Tensor:
@@ -190,8 +183,7 @@ def train_part(config: dict, log) -> dict:
         subset = np.arange(d)
         generator = torch.Generator().manual_seed(int(config["seed"]) + 1)
         exact = d <= EXACT_LIMIT
-        x_eval = all_inputs(d) if exact else \
-            1.0 - 2.0 * torch.randint(0, 2, (int(config["mc_samples"]), d), generator=generator).double()
+        x_eval = all_inputs(d) if exact else random_inputs(int(config["mc_samples"]), d, generator=generator)
         y_eval = parity_of(x_eval, subset)
         optimiser = torch.optim.SGD(model.parameters(), lr=float(config["train_lr"]))
         rows, loss_sum, loss_count = [], 0.0, 0
@@ -205,7 +197,7 @@ def train_part(config: dict, log) -> dict:
                              0.0 if exact else power / len(x_eval), accuracy,
                              loss_sum / loss_count if loss_count else math.nan])
                 loss_sum, loss_count = 0.0, 0
-            x = 1.0 - 2.0 * torch.randint(0, 2, (int(config["train_batch"]), d), generator=generator).double()
+            x = random_inputs(int(config["train_batch"]), d, generator=generator)
             loss = torch.relu(1.0 - parity_of(x, subset) * model(x).squeeze(1)).mean()
             optimiser.zero_grad()
             loss.backward()
