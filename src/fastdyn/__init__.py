@@ -1,14 +1,14 @@
 """fastdyn: fast, exact tools for studying how neural networks learn.
 
-Public names live here and in the public modules (``data``, ``kinks``, ``models``, ``observables``,
+Public names live here and in the public modules (``data``, ``kinks``, ``landscape``, ``models``, ``observables``,
 ``kernel_methods``, ``onehidden``, ``deep_linear``, ``linear``, ``parity``, ``theory``, ``plotting``);
 implementations are private, under ``fastdyn._src``. Only numpy, scipy and torch are imported: scikit-learn,
 matplotlib and the experiments' other extras load when a function that needs them runs. Backends: see
 :func:`available_backends`; kernels and their backends: :mod:`fastdyn._src.registry`.
 """
 from ._src.backends import available_backends, backend_status, build_status, why_unavailable
-from . import (data, deep_linear, kernel_methods, kinks, linear, models, observables, onehidden, parity, plotting,
-               theory)
+from . import (data, deep_linear, kernel_methods, kinks, landscape, linear, models, observables, onehidden, parity,
+               plotting, theory)
 from .models import FCNet, OneHidden
 from ._src.kpca import KernelPCA, kpca
 from ._src.ntk import NTKInfo, ntk
@@ -25,6 +25,7 @@ __all__ = [
     "kernel_methods",
     "observables",
     "kinks",
+    "landscape",
     "models",
     "onehidden",
     "deep_linear",
