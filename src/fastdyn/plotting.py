@@ -796,3 +796,400 @@ def parity_sgd_summary(dims, targets, final_accuracy, steps_to_target, budget, t
                  title=f"steps to {target_accuracy:.0%} (dashed: budget {budget:,})")
     steps_ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+# ---- layer-convergence (seed 000) ------------------------------------------------------------------------------------
+def _layer_convergence_epochs(panel) -> np.ndarray:
+    """Snapshot epochs of a layer-convergence panel, step 0 drawn at the first snapshot's half (log axes)."""
+    epochs = np.asarray(panel["steps"], dtype=float) / panel["per_epoch"]
+    epochs[0] = epochs[1] / 2
+    return epochs
+
+
+def layer_convergence_matrices(panels):
+    """The seed's picture: similarity of every layer (rows, input side at the top) at every snapshot (columns,
+    log-spaced in time; the first is the initialisation) to the same layer at the end, seed mean, grey scale with
+    lighter = more similar (white = 1). Red dots: the first snapshot reaching the panel's threshold (seed mean of
+    the step, drawn at the nearest snapshot). One panel per (architecture, measure) of ``panels``, dicts with keys
+    arch, measure, labels, steps, per_epoch, similarity (seeds, layers, snapshots), epochs_to (seeds, layers),
+    threshold (experiment layer-convergence)."""
+    archs = list(dict.fromkeys(p["arch"] for p in panels))
+    measures = list(dict.fromkeys(p["measure"] for p in panels))
+    fig, axes = new_figure(len(measures), len(archs), width=4.6, height=2.6)
+    for panel in panels:
+        ax = axes[archs.index(panel["arch"]), measures.index(panel["measure"])]
+        mean = panel["similarity"].mean(axis=0)
+        image = ax.imshow(mean, cmap="gray", vmin=max(0.0, float(mean.min())), vmax=1.0, aspect="auto",
+                          interpolation="nearest")
+        epochs = np.asarray(panel["steps"], dtype=float) / panel["per_epoch"]
+        target = panel["epochs_to"].mean(axis=0)
+        columns = [int(np.argmin(np.abs(np.log(np.maximum(epochs, 1e-9)) - np.log(max(t, 1e-9))))) for t in target]
+        ax.plot(columns, np.arange(len(columns)), "o", color="C3", ms=4)
+        ticks = np.unique(np.linspace(0, len(epochs) - 1, 6).round().astype(int))
+        ax.set_xticks(ticks, ["init" if i == 0 else f"{epochs[i]:.2g}" for i in ticks], fontsize=7)
+        ax.set_yticks(np.arange(len(panel["labels"])), panel["labels"], fontsize=7)
+        ax.set(xlabel="snapshot (labelled in epochs, log-spaced)",
+               title=f"{panel['arch'].upper()}, {'linear CKA' if panel['measure'] == 'cka' else 'SVCCA'} to the "
+                     f"final state\n(dots: first >= {panel['threshold']:g})")
+        ax.title.set_fontsize(8)
+        fig.colorbar(image, ax=ax, shrink=0.9)
+    seeds = panels[0]["similarity"].shape[0]
+    fig.suptitle(f"layer x time similarity to the end of training, mean over {seeds} seed{'s' * (seeds > 1)} "
+                 "(lighter = more similar)", fontsize=9)
+    return fig
+
+
+def layer_convergence_steps(panels):
+    """Epochs until each layer's similarity to its final state first reaches the threshold, against depth (input
+    left, logits right): seed mean, bars one standard deviation; symlog y (linear below 1 epoch, so 0 = already at
+    init shows); one panel per architecture, one line per measure (experiment layer-convergence)."""
+    archs = list(dict.fromkeys(p["arch"] for p in panels))
+    fig, axes = new_figure(len(archs), 1, width=4.0, height=3.4)
+    for panel in panels:
+        ax = axes[0, archs.index(panel["arch"])]
+        epochs = panel["epochs_to"]
+        depth = np.arange(epochs.shape[1]) + (0.05 if panel["measure"] == "svcca" else -0.05)
+        name = "linear CKA" if panel["measure"] == "cka" else "SVCCA"
+        ax.errorbar(depth, epochs.mean(axis=0), yerr=epochs.std(axis=0), fmt="o-", ms=4, capsize=2,
+                    color="C0" if panel["measure"] == "cka" else "C1", label=f"{name} >= {panel['threshold']:g}")
+        ax.set_xticks(np.arange(epochs.shape[1]), panel["labels"], fontsize=7)
+        total = panel["steps"][-1] / panel["per_epoch"]
+        ax.axhline(total, color="0.5", ls="--", lw=0.8)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set(ylim=(-0.2, 1.5 * total), xlabel="layer (input side left)", ylabel="epochs to threshold (0 = at init)",
+               title=f"{panel['arch'].upper()} (dashed: end of training)")
+        ax.legend(fontsize=7, loc="upper left")
+    seeds = panels[0]["similarity"].shape[0]
+    fig.suptitle(f"epochs to reach the threshold: mean +- sd over {seeds} seed{'s' * (seeds > 1)}", fontsize=9)
+    return fig
+
+
+def layer_convergence_curves(panels):
+    """Similarity of each layer to its final state against epochs (log x; the leftmost point is the
+    initialisation), seed mean, one line per layer coloured by depth (dark = input side); dotted: the threshold.
+    One panel per (architecture, measure) (experiment layer-convergence)."""
+    archs = list(dict.fromkeys(p["arch"] for p in panels))
+    measures = list(dict.fromkeys(p["measure"] for p in panels))
+    fig, axes = new_figure(len(measures), len(archs), width=4.0, height=3.0)
+    for panel in panels:
+        ax = axes[archs.index(panel["arch"]), measures.index(panel["measure"])]
+        epochs = _layer_convergence_epochs(panel)
+        mean = panel["similarity"].mean(axis=0)
+        for colour, label, row in zip(viridis_colours(len(panel["labels"])), panel["labels"], mean):
+            ax.plot(epochs, row, "-", color=colour, lw=1.3, label=label)
+        ax.axhline(panel["threshold"], color="0.5", ls=":", lw=0.8)
+        ax.set(xscale="log", ylim=(0, 1.02), xlabel="epoch (leftmost point: init)",
+               ylabel="linear CKA to final" if panel["measure"] == "cka" else "SVCCA to final",
+               title=panel["arch"].upper())
+        ax.legend(fontsize=6.5, loc="lower right")
+    return fig
+
+
+__all__ += ["layer_convergence_matrices", "layer_convergence_steps", "layer_convergence_curves"]
+
+
+# ---- mode connectivity (seed 000) -------------------------------------------------------------------------------
+def mode_connectivity_paths(t, settings, descriptions, same_error, same_loss, indep_error, indep_loss,
+                            aligned_error, aligned_loss):
+    """Test error (top) and test loss (bottom) along the linear path w(t) = (1 - t) w_a + t w_b between two trained
+    networks: same init and different data orders (spawned at k = 0, blue), independent inits (red), independent
+    inits after permuting the hidden units of w_b to match w_a (orange, dashed). Thin lines: seeds; thick: their
+    mean. One column per setting; arrays are (settings, seeds, len(t)) (experiment mode-connectivity)."""
+    fig, axes = new_figure(len(settings), 2, width=4.2, height=2.9)
+    kinds = (("same init, other data order", same_error, same_loss, "C0", "-"),
+             ("independent inits", indep_error, indep_loss, "C3", "-"),
+             ("independent, units aligned", aligned_error, aligned_loss, "C1", "--"))
+    for column, setting in enumerate(settings):
+        for label, errors, losses, colour, style in kinds:
+            for row, values in enumerate((errors[column], losses[column])):
+                ax = axes[row, column]
+                for seed_values in values:
+                    ax.plot(t, seed_values, style, color=colour, lw=0.5, alpha=0.35)
+                ax.plot(t, values.mean(axis=0), style, color=colour, lw=1.8, label=label if row == 0 else None)
+        axes[0, column].set(title=f"{setting}: {descriptions[setting]}", ylabel="test error", ylim=(0, None))
+        axes[1, column].set(xlabel="t (0: network a, 1: network b)", ylabel="test cross-entropy", yscale="log")
+        axes[0, column].title.set_fontsize(8)
+        axes[0, column].legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def mode_connectivity_instability(spawn_steps, settings, descriptions, spawn_barrier, indep_barrier,
+                                  aligned_barrier, threshold, steps):
+    """Instability: test-error barrier between two copies spawned at step k and trained on to ``steps`` with
+    different data orders, against k (symlog x, so k = 0 shows). Dots: seeds; line and bars: mean +- sd. Red /
+    orange bands: independent inits, raw / units aligned (mean +- sd); dotted: the threshold. One panel per setting;
+    spawn_barrier (settings, seeds, k), the others (settings, seeds) (experiment mode-connectivity)."""
+    fig, axes = new_figure(len(settings), 1, width=4.2, height=3.3)
+    k = np.asarray(spawn_steps, dtype=float)
+    for column, setting in enumerate(settings):
+        ax = axes[0, column]
+        for values, colour, label in ((indep_barrier[column], "C3", "independent inits"),
+                                      (aligned_barrier[column], "C1", "independent, units aligned")):
+            mean, sd = values.mean(), values.std(ddof=1) if values.size > 1 else 0.0
+            ax.axhspan(mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
+            ax.axhline(mean, color=colour, lw=1.2, label=f"{label}: {mean:.3f}")
+        barriers = spawn_barrier[column]
+        for seed_values in barriers:
+            ax.plot(k, seed_values, ".", color="C0", alpha=0.4, ms=4)
+        sd = barriers.std(axis=0, ddof=1) if barriers.shape[0] > 1 else np.zeros(k.size)
+        ax.errorbar(k, barriers.mean(axis=0), yerr=sd, fmt="o-", color="C0", ms=4, capsize=2,
+                    label="spawned at k (SGD noise)")
+        ax.axhline(threshold, color="0.4", ls=":", lw=1.0, label=f"threshold {threshold:g}")
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set(xlim=(-0.2, k.max() * 1.5), xlabel=f"spawning step k (of {steps})", ylabel="test-error barrier",
+               title=f"{setting}: {descriptions[setting]}")
+        ax.title.set_fontsize(8)
+        ax.legend(fontsize=6.5, loc="upper right")
+    return fig
+
+
+__all__ += ["mode_connectivity_paths", "mode_connectivity_instability"]
+
+
+# ---- specialisation (seed 000) -------------------------------------------------------------------------------------
+def specialisation_dynamics(steps, cos_v, cos_h, share, net_purity, test_error):
+    """Left: each network's purity (neuron purities |c_V^2 - c_H^2| / (c_V^2 + c_H^2) weighted by contribution
+    share) against the step (log x, step 0 drawn at 0.5), thin lines, and their mean (thick); grey dashed: 2/pi, a
+    random direction's mean purity. Middle: the first network's neurons in the plane (c_V, c_H) = cosines of their
+    incoming weights with the vertical and horizontal edge, from init (open circle) to the end (dot, size ~ share);
+    the axes are the pure detectors. Right: test error against the step, thin lines and mean. ``cos_v``, ``cos_h``,
+    ``share`` (nets, snapshots, width); ``net_purity``, ``test_error`` (nets, snapshots) (experiment
+    specialisation)."""
+    fig, axes = new_figure(3, 1, width=3.6, height=3.3)
+    x = np.maximum(np.asarray(steps, dtype=float), 0.5)
+    purity_ax, plane_ax, error_ax = axes[0]
+    for ax, values, label in ((purity_ax, net_purity, "purity (share-weighted)"), (error_ax, test_error, "test error")):
+        for row in values:
+            ax.plot(x, row, "-", color="C0", lw=0.6, alpha=0.35)
+        ax.plot(x, values.mean(axis=0), "-", color="C0", lw=2.0, label=f"mean of {values.shape[0]} networks")
+        ax.set(xscale="log", xlabel="step (leftmost: init)", ylabel=label)
+        ax.legend(fontsize=7, loc="lower right" if ax is purity_ax else "upper right")
+    purity_ax.axhline(2 / np.pi, color="0.5", ls="--", lw=0.8)
+    purity_ax.set(ylim=(0, 1.02), title="neurons become pure detectors")
+    error_ax.set(ylim=(0, 0.55), title="test error")
+    colours = viridis_colours(cos_v.shape[2])
+    for k, colour in enumerate(colours):
+        plane_ax.plot(cos_v[0, :, k], cos_h[0, :, k], "-", color=colour, lw=1.0)
+        plane_ax.plot(cos_v[0, 0, k], cos_h[0, 0, k], "o", mfc="none", color=colour, ms=5)
+        plane_ax.plot(cos_v[0, -1, k], cos_h[0, -1, k], "o", color=colour, ms=3 + 25 * float(share[0, -1, k]))
+    plane_ax.axhline(0, color="0.7", lw=0.6)
+    plane_ax.axvline(0, color="0.7", lw=0.6)
+    plane_ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", xlabel="cos(w, V)", ylabel="cos(w, H)",
+                 title="one network's neurons, init -> end")
+    return fig
+
+
+def specialisation_weights(panels, size, share):
+    """Incoming weights of the hidden neurons as ``size`` x ``size`` images, one row per entry of ``panels``
+    ({"init", "trained", "average", "aligned average"}: (width, size^2) arrays), each image scaled to its own
+    maximum |w| (red +, blue -); columns ordered by the trained network's contribution ``share`` (width,),
+    largest first (experiment specialisation)."""
+    order = np.argsort(-np.asarray(share))
+    rows, width = len(panels), len(order)
+    fig = _figure(figsize=(1.0 * width + 1.2, 1.05 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, width, squeeze=False)
+    for r, (name, weights) in enumerate(panels.items()):
+        for c, k in enumerate(order):
+            ax = axes[r, c]
+            image = np.asarray(weights[k]).reshape(size, size)
+            limit = max(float(np.abs(image).max()), 1e-12)
+            ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0:
+                ax.set_title(f"share {share[k]:.2f}", fontsize=7)
+    fig.suptitle("incoming weights of each hidden neuron (red +, blue -; each image on its own scale)", fontsize=8)
+    return fig
+
+
+def specialisation_interpolation(t, line_error, summary):
+    """Test error along the line (1 - t) w_a + t w_b between two networks trained from different inits, as they
+    are (red) and after matching b's neurons to a's (blue): mean over pairs, band one standard deviation, thin
+    lines each pair. ``line_error`` {"raw", "aligned"}: (pairs, steps) (experiment specialisation)."""
+    fig, axes = new_figure(1, 1, width=4.6, height=3.4)
+    ax = axes[0, 0]
+    for name, colour, label in (("raw", "C3", "as trained (no permutation)"),
+                                ("aligned", "C0", "neurons matched (align_neurons)")):
+        values = line_error[name]
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        for row in values:
+            ax.plot(t, row, "-", color=colour, lw=0.5, alpha=0.35)
+        ax.plot(t, mean, "-", color=colour, lw=2.0,
+                label=f"{label}: average {summary[f'{name}_average_error_mean']:.3f} "
+                      f"+- {summary[f'{name}_average_error_std']:.3f}")
+        ax.fill_between(t, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
+    ax.set(xlabel="t (0: network a, 1: network b)", ylabel="test error", ylim=(0, None),
+           title=f"between two trained networks ({line_error['raw'].shape[0]} pairs)")
+    ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+__all__ += ["specialisation_dynamics", "specialisation_weights", "specialisation_interpolation"]
+
+
+# ---- simplicity-bias (seed 000): Nakkiran et al. 2019's mu over training ------------------------------------------
+def _simplicity_bias_band(ax, x, values, colour, label, style="-"):
+    """Mean over seeds (rows of ``values``) as a line, one standard deviation as a band."""
+    mean = values.mean(axis=0)
+    std = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros_like(mean)
+    ax.plot(x, mean, style, color=colour, lw=1.5, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+
+
+def simplicity_bias_curves(steps, panels, part_fraction, reach_fraction):
+    """One column per data set. Top: I(F;Y) (black), mu = I(F;Y) - I(F;Y|L) (blue), I(F;Y|L) (red) on the test set
+    against SGD steps (log x; step 0 drawn at 1), mean over seeds with a one-standard-deviation band; dashed: the
+    linear ceiling I(L;Y). Bottom: test accuracy of F (black), its agreement with L (green), dashed: L's accuracy.
+    Vertical lines: median reach step (blue dotted: mu >= ``reach_fraction`` I(L;Y)) and median sustained part step
+    (red dotted: I(F;Y|L) >= ``part_fraction`` I(L;Y) from then on). ``panels``: dicts with "dataset", "curves"
+    {name: (seeds, T)}, "mi_ly", "linear_accuracy", "reach", "part" (experiment simplicity-bias)."""
+    fig, axes = new_figure(len(panels), 2, width=4.3, height=3.1)
+    x = np.maximum(np.asarray(steps), 1)
+    for column, panel in enumerate(panels):
+        top, bottom = axes[0, column], axes[1, column]
+        curves = panel["curves"]
+        _simplicity_bias_band(top, x, curves["mi_fy"], "k", "I(F;Y)")
+        _simplicity_bias_band(top, x, curves["mu"], "C0", "mu = I(F;Y) - I(F;Y|L)")
+        _simplicity_bias_band(top, x, curves["mi_fy_given_l"], "C3", "I(F;Y|L)")
+        top.axhline(panel["mi_ly"], color="C0", ls="--", lw=0.9, label=f"I(L;Y) = {panel['mi_ly']:.3f}")
+        _simplicity_bias_band(bottom, x, curves["accuracy"], "k", "accuracy of F")
+        _simplicity_bias_band(bottom, x, curves["agreement"], "C2", "agreement of F with L")
+        bottom.axhline(panel["linear_accuracy"], color="C0", ls="--", lw=0.9,
+                       label=f"accuracy of L = {panel['linear_accuracy']:.3f}")
+        for values, colour, name in ((panel["reach"], "C0", "reach"), (panel["part"], "C3", "part")):
+            hit = [v for v in values if v is not None]
+            if hit:
+                for ax in (top, bottom):
+                    ax.axvline(max(float(np.median(hit)), 1), color=colour, ls=":", lw=1.0)
+                top.text(max(float(np.median(hit)), 1), 0.98 if name == "reach" else 0.9, f" {name}", color=colour,
+                         fontsize=7, va="top",
+                         transform=top.get_xaxis_transform())
+        top.set(xscale="log", xlim=(1, x[-1]), ylabel="nats (test set)", title=panel["dataset"])
+        bottom.set(xscale="log", xlim=(1, x[-1]), ylim=(0.4, 1.01), xlabel="SGD step", ylabel="test")
+        top.legend(fontsize=6.5, loc="center left")
+        bottom.legend(fontsize=6.5, loc="lower right")
+    seeds = panels[0]["curves"]["mi_fy"].shape[0]
+    fig.suptitle(f"F = MLP trained by SGD, L = logistic regression; mean +- 1 sd over {seeds} seeds\ndotted: median "
+                 f"step where mu reaches {reach_fraction:g} I(L;Y) (reach) and from which I(F;Y|L) stays above "
+                 f"{part_fraction:g} I(L;Y) (part)", fontsize=8)
+    return fig
+
+
+def simplicity_bias_data(x, y, width):
+    """The two-stripes training set: points coloured by label, with the boundaries u = -width, 0, width
+    (u = (x_1 + x_2) / sqrt 2); the best linear classifier is sign(u), wrong in the two middle stripes."""
+    fig, axes = new_figure(1, 1, width=3.8, height=3.6)
+    ax = axes[0, 0]
+    x, y = _numpy(x), _numpy(y)
+    ax.scatter(x[y > 0, 0], x[y > 0, 1], s=3, color="C3", label="y = +1")
+    ax.scatter(x[y < 0, 0], x[y < 0, 1], s=3, color="C0", label="y = -1")
+    line = np.array([-4.0, 4.0])
+    for offset, style in ((-width, ":"), (0.0, "-"), (width, ":")):
+        ax.plot(line, np.sqrt(2) * offset - line, style, color="k", lw=0.9)
+    ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", xlabel="x_1", ylabel="x_2",
+           title="two-stripes: solid = best linear boundary")
+    ax.legend(fontsize=7, loc="upper right", markerscale=3)
+    return fig
+
+
+__all__ += ["simplicity_bias_curves", "simplicity_bias_data"]
+
+
+# ---- simple-shortcut (seed 000): SGD latches onto a 45-degree half-plane --------------------------------------------
+def simple_shortcut_curves(steps, strengths, curves, target_error, budget):
+    """Left: test error against SGD steps (log-log; step 0 drawn at 1) per shortcut strength s (s = 0.5: no
+    shortcut, the centred XOR), mean over seeds (line) and each seed (thin); dashed: the shortcut's error 1 - s;
+    dotted: ``target_error``. Right: the error on the region where the shortcut is wrong (v > c), where a network
+    that has latched onto sign(u) is wrong everywhere. ``curves`` {name: (strengths, seeds, T)} (experiment
+    simple-shortcut)."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.7)
+    error_ax, flipped_ax = axes[0]
+    x = np.maximum(np.asarray(steps), 1)
+    colours = ["k"] + list(viridis_colours(max(len(strengths) - 1, 1)))
+    for colour, strength, error, flipped in zip(colours, strengths, curves["error"], curves["error_flipped_region"]):
+        label = "s = 0.5 (no shortcut)" if strength == 0.5 else f"s = {strength:g}"
+        for row, row_flipped in zip(error, flipped):
+            error_ax.plot(x, np.maximum(row, 1e-4), "-", color=colour, lw=0.5, alpha=0.35)
+            flipped_ax.plot(x, row_flipped, "-", color=colour, lw=0.5, alpha=0.35)
+        error_ax.plot(x, np.maximum(error.mean(axis=0), 1e-4), "-", color=colour, lw=1.8, label=label)
+        flipped_ax.plot(x, flipped.mean(axis=0), "-", color=colour, lw=1.8, label=label)
+        if strength > 0.5:
+            error_ax.axhline(1 - strength, color=colour, ls="--", lw=0.8)
+    error_ax.axhline(target_error, color="0.4", ls=":", lw=1.0, label=f"target error {target_error:g}")
+    error_ax.set(xscale="log", yscale="log", xlim=(1, x[-1]), ylim=(1e-3, 0.7), xlabel="SGD step",
+                 ylabel="test error", title="test error (dashed: shortcut's error 1 - s)")
+    flipped_ax.set(xscale="log", xlim=(1, x[-1]), ylim=(0, 1.02), xlabel="SGD step",
+                   ylabel="test error where the shortcut is wrong",
+                   title="error on the flipped region v > c")
+    error_ax.legend(fontsize=7, loc="lower left")
+    flipped_ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"y = sign(u) sign(c - v), sign(u) right on a fraction s; same MLP and SGD for all; step cap "
+                 f"{budget:,}; thick: mean over {curves['error'].shape[1]} seeds", fontsize=8)
+    return fig
+
+
+def simple_shortcut_summary(strengths, steps_to_target, plateaus, budget, target_error):
+    """Left: steps to reach ``target_error`` per strength (dots: seeds; bar: median; open triangles at the top: runs
+    unconverged at the step cap ``budget``). Right: the plateau at the shortcut per strength (s > 0.5): one
+    horizontal segment per seed from its start (F agrees with sign(u)) to its end (error <= (1 - s) / 2); an open
+    end (arrow at the cap) is a run still on the plateau. ``steps_to_target`` [strength][seed] int or None,
+    ``plateaus`` [strength][seed] (start, end) (experiment simple-shortcut)."""
+    fig, axes = new_figure(2, 1, width=4.2, height=3.5)
+    reach_ax, plateau_ax = axes[0]
+    positions = np.arange(len(strengths))
+    cap = 1.5 * budget
+    for i, values in enumerate(steps_to_target):
+        hit = [v for v in values if v is not None]
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+        reach_ax.plot(positions[i] + jitter[:len(hit)], np.maximum(hit, 1), "o", color="C0", ms=4)
+        missed = len(values) - len(hit)
+        reach_ax.plot(positions[i] + jitter[len(hit):], [cap] * missed, "^", mfc="none", color="C3", ms=7)
+        if hit:
+            reach_ax.plot([positions[i] - 0.25, positions[i] + 0.25], [np.median(np.maximum(hit, 1))] * 2, "-",
+                          color="k", lw=1.5)
+    reach_ax.axhline(budget, color="0.5", ls="--", lw=0.8)
+    labels = ["0.5\n(none)" if s == 0.5 else f"{s:g}" for s in strengths]
+    reach_ax.set(yscale="log", ylim=(1, cap * 2), xticks=positions, xticklabels=labels, xlabel="shortcut strength s",
+                 ylabel=f"SGD steps to test error <= {target_error:g}",
+                 title="time to target (triangles: unconverged)")
+    for i, (strength, spans) in enumerate(zip(strengths, plateaus)):
+        if strength <= 0.5:
+            continue
+        offsets = np.linspace(-0.2, 0.2, len(spans)) if len(spans) > 1 else np.zeros(1)
+        for offset, (start, end) in zip(offsets, spans):
+            if start is None:
+                continue
+            stop = end if end is not None else budget
+            plateau_ax.plot([max(start, 1), stop], [positions[i] + offset] * 2, "-", color="C1", lw=2)
+            if end is None:
+                plateau_ax.plot([budget], [positions[i] + offset], ">", color="C3", ms=6)
+    plateau_ax.axvline(budget, color="0.5", ls="--", lw=0.8)
+    plateau_ax.set(xscale="log", xlim=(1, cap), ylim=(-0.6, len(strengths) - 0.4), yticks=positions,
+                   yticklabels=[label.replace("\n", " ") for label in labels], ylabel="shortcut strength s",
+                   xlabel="SGD step", title="plateau at the shortcut, per seed")
+    return fig
+
+
+def simple_shortcut_data(sets):
+    """The training sets, one panel per strength: points coloured by label; solid: the shortcut boundary u = 0,
+    dashed: the second boundary v = c. ``sets`` {strength: (x, y)} (experiment simple-shortcut)."""
+    from statistics import NormalDist
+
+    fig, axes = new_figure(len(sets), 1, width=3.0, height=3.4)
+    line = np.array([-4.0, 4.0])
+    for ax, (strength, (x, y)) in zip(axes[0], sets.items()):
+        x, y = _numpy(x), _numpy(y)
+        ax.scatter(x[y > 0, 0], x[y > 0, 1], s=2, color="C3")
+        ax.scatter(x[y < 0, 0], x[y < 0, 1], s=2, color="C0")
+        c = NormalDist().inv_cdf(strength)
+        ax.plot(line, -line, "-", color="k", lw=0.9)
+        ax.plot(line, line - np.sqrt(2) * c, "--", color="k", lw=0.9)
+        ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", xlabel="x_1",
+               title=("s = 0.5: centred XOR" if strength == 0.5 else f"s = {strength:g}"))
+    axes[0, 0].set_ylabel("x_2")
+    return fig
+
+
+__all__ += ["simple_shortcut_curves", "simple_shortcut_summary", "simple_shortcut_data"]

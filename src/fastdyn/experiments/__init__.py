@@ -10,13 +10,14 @@ An experiment module defines
 * ``run(config: dict, out: pathlib.Path, *, progress: bool = True) -> dict``: does the work, writes NPZ arrays and
   PNG figures into ``out`` and returns the summary (JSON-able scalars, flat or nested one level).
 
-Every ``run`` has the same shape: check the config, run the work inside
-``fastdyn._src.threads.limit_threads(config["threads"])`` when it trains torch models, save arrays, then draw
-with :mod:`fastdyn.plotting` and write each figure with :func:`fastdyn.plotting.save_figure` (which holds the
-drawing lock, so experiments never take it themselves).
+Every ``run`` has the same shape: check the config, do the work, save arrays, then draw with
+:mod:`fastdyn.plotting` and write each figure with :func:`fastdyn.plotting.save_figure` (which holds the drawing
+lock, so experiments never take it themselves).
 
-:func:`run_experiment` merges overrides into the defaults (unknown keys and wrong types are errors), writes
-``config.json`` and ``results.json`` beside the experiment's own files, and returns the summary.
+:func:`run_experiment` merges overrides into the defaults (unknown keys and wrong types are errors), runs the
+experiment with ``config["threads"]`` torch threads where the config has that key
+(:func:`fastdyn._src.threads.limit_threads`), writes ``config.json`` and ``results.json`` beside the
+experiment's own files, and returns the summary.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from .._src.backends import cpu_isa
+from .._src.threads import limit_threads
 
 REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
@@ -48,6 +50,11 @@ REGISTRY: dict[str, str] = {
     "parity-construction": "fastdyn.experiments.parity_construction",
     "parity-sgd": "fastdyn.experiments.parity_sgd",
     "parity-gradient": "fastdyn.experiments.parity_gradient",
+    "layer-convergence": "fastdyn.experiments.layer_convergence",
+    "specialisation": "fastdyn.experiments.specialisation",
+    "mode-connectivity": "fastdyn.experiments.mode_connectivity",
+    "simplicity-bias": "fastdyn.experiments.simplicity_bias",
+    "simple-shortcut": "fastdyn.experiments.simple_shortcut",
 }
 
 
@@ -123,7 +130,8 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides
     meta = {"experiment": name, "quick": quick, "config": config}
     (out / "config.json").write_text(json.dumps(meta, indent=2))
     start = time.perf_counter()
-    summary = experiment.run(config, out, progress=progress)
+    with limit_threads(int(config.get("threads", 0))):
+        summary = experiment.run(config, out, progress=progress)
     # the CPU kernels' instruction-set path: results of different paths agree to rounding, not bitwise
     meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2), cpu_isa=cpu_isa())
     (out / "results.json").write_text(json.dumps(meta, indent=2, default=float))

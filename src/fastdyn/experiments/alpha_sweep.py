@@ -26,7 +26,6 @@ import numpy as np
 from . import _seed002 as common
 from ._store import RunStore
 from .. import plotting
-from .._src.threads import limit_threads
 
 DESCRIPTION = "seed 002: test error and Lambda vs alpha (1e-6..1e3) at two or three widths, the crossover alpha*(h)"
 
@@ -50,8 +49,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     if len(alphas) < 2 * int(config["plateau_points"]) + 1 or alphas != sorted(alphas) or min(alphas) <= 0:
         raise ValueError("alphas: expected increasing positive values, at least 2 * plateau_points + 1 of them, "
                          f"got {config['alphas']}")
-    with limit_threads(config["threads"]):
-        return _run(config, out, alphas, progress)
+    return _run(config, out, alphas, progress)
 
 
 def _one_run(config: dict, h: int, alpha: float, seed: int) -> dict:

@@ -17,7 +17,6 @@ import numpy as np
 from . import _seed002 as common
 from ._store import RunStore
 from .. import plotting
-from .._src.threads import limit_threads
 
 DESCRIPTION = "seed 002: compression Lambda (both definitions) over training and vs p (stripe), against sqrt(0.135 p)"
 
@@ -51,11 +50,6 @@ def _one_run(config: dict, p: int, seed: int, regime: str) -> dict:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
     ps, seeds = [int(p) for p in config["ps"]], int(config["seeds"])
     store = RunStore(out, config, ("ps", "seeds", "device"))
     final = {(name, regime): np.full((seeds, len(ps)), np.nan) for name in DEFINITIONS for regime in REGIMES}

@@ -24,7 +24,6 @@ import torch
 
 from .. import linear, plotting, theory
 from .._src.optional import require
-from .._src.threads import limit_threads
 from ..data.digits import digits
 from ..models import FCNet
 
@@ -135,11 +134,7 @@ def network_part(config: dict, progress: bool) -> list[dict]:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, Path(out), progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
+    out = Path(out)
     log = print if progress else (lambda *args, **kw: None)
     rng = np.random.default_rng(config["seed"])
     n, signal, noise = int(config["n"]), float(config["signal"]), float(config["noise"])

@@ -24,7 +24,6 @@ import numpy as np
 
 from . import _seed002 as common, wall_limit
 from .. import kinks, plotting, train
-from .._src.threads import limit_threads
 
 DESCRIPTION = "training engine: the stripe trained to zero hinge loss (exact flow), tol vs tol/10, vs feature_lazy"
 
@@ -43,11 +42,6 @@ def config(quick: bool) -> dict:
 def _caps(config: dict, suffix: str = "") -> dict:
     """max_steps / max_wall of ``train`` from config keys "max_steps{suffix}" and "max_wall{suffix}" (None: no cap)."""
     return {"max_steps": int(config[f"max_steps{suffix}"]), "max_wall": wall_limit(config[f"max_wall{suffix}"])}
-
-
-def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
 
 
 def _fit(config, split, seed, alpha, tol):
@@ -70,7 +64,7 @@ def _end_state(result, split) -> dict:
             "lambda": common.compression_norm(model.omega), "attractors": kinks.attractors(model, split.x).n_attractors}
 
 
-def _run(config: dict, out: Path, progress: bool) -> dict:
+def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     runs, curves = [], {}
     for alpha in config["alphas"]:
         for seed in config["seeds"]:

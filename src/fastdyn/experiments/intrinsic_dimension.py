@@ -16,7 +16,6 @@ import torch
 
 from . import _seed002 as common
 from .. import plotting
-from .._src.threads import limit_threads
 from ..observables import intrinsic_dimension
 
 DESCRIPTION = "seed 002: TwoNN intrinsic dimension of the hidden representation over training (stripe/sphere/digits)"
@@ -49,11 +48,6 @@ def _pc1_observable(model, context) -> float:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
     summary, curves, clouds, fits = {}, [], {}, []
     for name in config["datasets"]:
         d = int(config["d_digits"] if name == "digits" else config["d"])

@@ -24,7 +24,6 @@ import torch
 
 from . import _seed002 as common
 from .. import kinks, plotting
-from .._src.threads import limit_threads
 from ..data.synthetic import STRIPE_BOUNDS
 
 DESCRIPTION = "seed 002: kink clouds at four stages (d=2), attractor count vs p and h, the p=1 kink field"
@@ -77,11 +76,6 @@ def _counts(groups: kinks.Attractors) -> dict:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
     seed, summary = int(config["seed"]), {}
     stage_rows, stage_weights, runs = [], {}, []
     for name in config["datasets"]:

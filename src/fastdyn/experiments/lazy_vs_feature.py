@@ -18,7 +18,6 @@ from .. import data, kinks, onehidden, plotting, train
 from ..data.synthetic import STRIPE_BOUNDS
 from ..models import OneHidden
 from .._src.optional import require
-from .._src.threads import limit_threads
 
 DESCRIPTION = "stripe model, OneHidden + hinge + gradient flow at small and large alpha: test error, function, kinks"
 
@@ -52,11 +51,6 @@ def validate(config: dict) -> None:
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     validate(config)
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
     device = torch.device(config["device"])
     dtype = getattr(torch, config["dtype"])
     x, y, x_test, y_test = data.stripe(config["p"], config["d"], p_test=config["p_test"], seed=config["seed"],

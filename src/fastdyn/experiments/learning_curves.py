@@ -18,7 +18,6 @@ import numpy as np
 from . import _seed002 as common
 from ._store import RunStore
 from .. import plotting
-from .._src.threads import limit_threads
 
 DESCRIPTION = "seed 002: test error vs p, feature vs lazy, NTK-SVC and kNN baselines, fitted exponents beta"
 
@@ -81,11 +80,6 @@ def test_error(record: dict, method: str) -> float:
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
     curves = [str(curve) for curve in config["curves"]]
     for curve in curves + [config["h_check_curve"]]:
         parse_curve(curve)

@@ -15,7 +15,6 @@ import numpy as np
 
 from . import _seed002 as common
 from .. import plotting
-from .._src.threads import limit_threads
 from .. import kpca, ntk
 from ..observables import cka, mutual_information
 
@@ -37,11 +36,6 @@ def _ntk_observable(model, context):
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
-    with limit_threads(config["threads"]):
-        return _run(config, out, progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
     name, d, seed = config["dataset"], int(config["d"]), int(config["seed"])
     split = common.dataset(name, int(config["p"]), d, seed=seed, p_test=int(config["p_test"]))
     y = split.y.numpy()

@@ -17,7 +17,6 @@ import torch
 
 from .. import plotting
 from .._src import checks
-from .._src.threads import limit_threads
 from ..parity import all_inputs, parity_of, random_inputs, relu_parity_network
 
 DESCRIPTION = "seed 000: the 4d-ReLU parity network is exact on all of {-1,+1}^d (d <= 20) and on 1e6 inputs at d=100"
@@ -95,11 +94,7 @@ def step_profile(d: int, points: int = 801) -> dict[str, np.ndarray]:
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     check_config(config)
-    with limit_threads(config["threads"]):
-        return _run(config, Path(out), progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
+    out = Path(out)
     log = print if progress else (lambda *args, **kw: None)
     rng = np.random.default_rng(config["seed"])
     chunk = int(config["chunk"])

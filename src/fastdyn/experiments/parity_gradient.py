@@ -31,7 +31,6 @@ import torch
 
 from .. import plotting
 from .._src import checks
-from .._src.threads import limit_threads
 from ..models import FCNet
 from ..parity import all_inputs, gradient_signal, input_gradients, parity_of, random_inputs, walsh_coefficients
 
@@ -210,11 +209,7 @@ def train_part(config: dict, log) -> dict:
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     check_config(config)
-    with limit_threads(config["threads"]):
-        return _run(config, Path(out), progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
+    out = Path(out)
     log = print if progress else (lambda *args, **kw: None)
     exact, weights, monte_carlo = exact_part(config, log), weight_part(config), monte_carlo_part(config)
     curves = train_part(config, log)

@@ -29,7 +29,6 @@ import torch
 from .. import plotting
 from .._src import checks
 from .._src.optional import require
-from .._src.threads import limit_threads
 from ..models import FCNet
 from ..parity import all_inputs, parity_of
 
@@ -153,11 +152,7 @@ def first_step_reaching(steps: np.ndarray, accuracy: np.ndarray, level: float) -
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     check_config(config)
-    with limit_threads(config["threads"]):
-        return _run(config, Path(out), progress)
-
-
-def _run(config: dict, out: Path, progress: bool) -> dict:
+    out = Path(out)
     log = print if progress else (lambda *args, **kw: None)
     dims, seeds = [int(d) for d in config["dims"]], int(config["seeds"])
     steps = log_steps(int(config["steps"]), int(config["n_logs"]))
