@@ -158,3 +158,69 @@ def test_batchnorm_buffers_refused_interpolated_or_recomputed():
     repaired = landscape.interpolate(net, other, x, y, steps=3, buffers="recompute")
     np.testing.assert_allclose(repaired.loss, repaired.loss[0], rtol=1e-12)  # same weights, same re-estimated stats
     assert net.training is True and torch.equal(net[1].running_mean, torch.zeros(4, dtype=torch.float64))
+
+
+def _moved(net, directions, coefficients):
+    out = copy.deepcopy(net)
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.add_(sum(c * d[name] for c, d in zip(coefficients, directions)))
+    return out
+
+
+def test_loss_slice_against_hand_moved_networks_1d_and_2d():
+    net = _nets(0)
+    before = copy.deepcopy(net.state_dict())
+    x = torch.randn(29, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    y = torch.randint(0, 3, (29,), generator=torch.Generator().manual_seed(5))
+    line = landscape.loss_slice(net, x, y, steps=5, span=(-0.5, 0.5), batch_size=7)
+    assert line.loss.shape == (5,) and line.betas is None
+    for a, loss, err in zip(line.alphas, line.loss, line.error):
+        out = _moved(net, line.directions, [a])(x).detach()
+        assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-12)
+        assert err == pytest.approx(float((out.argmax(1) != y).double().mean()), abs=1e-15)
+    assert line.loss[2] == pytest.approx(float(torch.nn.functional.cross_entropy(net(x).detach(), y)), rel=1e-12)
+    plane = landscape.loss_slice(net, x, y, directions=2, steps=3, normalise="layer", seed=1)
+    assert plane.loss.shape == (3, 3)
+    i, j = 0, 2                                       # [i, j] is at alphas[i] d1 + betas[j] d2
+    out = _moved(net, plane.directions, [plane.alphas[i], plane.betas[j]])(x).detach()
+    assert plane.loss[i, j] == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-12)
+    again = landscape.loss_slice(net, x, y, directions=2, steps=3, normalise="layer", seed=1)
+    assert np.array_equal(again.loss, plane.loss)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_loss_slice_directions_are_filter_layer_or_unit_normalised():
+    conv = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                               torch.nn.Linear(3 * 2 * 2, 2)).double()
+    x = torch.randn(6, 2, 4, 4, dtype=torch.float64)
+    y = torch.randint(0, 2, (6,))
+    params = dict(conv.named_parameters())
+    filt = landscape.loss_slice(conv, x, y, steps=2).directions[0]
+    for name, d in filt.items():
+        if params[name].ndim == 1:
+            assert torch.count_nonzero(d) == 0
+        else:
+            torch.testing.assert_close(d.flatten(1).norm(dim=1), params[name].detach().flatten(1).norm(dim=1),
+                                       rtol=1e-12, atol=0)
+    layer = landscape.loss_slice(conv, x, y, steps=2, normalise="layer").directions[0]
+    torch.testing.assert_close(layer["0.weight"].norm(), params["0.weight"].detach().norm(), rtol=1e-12, atol=0)
+    unit = landscape.loss_slice(conv, x, y, steps=2, normalise=None).directions[0]
+    assert float(torch.sqrt(sum((d ** 2).sum() for d in unit.values()))) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_loss_slice_towards_another_network_is_the_interpolation_line():
+    a, b = _nets(0), _nets(1)
+    x = torch.randn(25, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (25,))
+    line = landscape.loss_slice(a, x, y, towards=b, span=(0.0, 1.0), steps=5)
+    path = landscape.interpolate(a, b, x, y, steps=5)
+    np.testing.assert_allclose(line.loss, path.loss, rtol=1e-12)
+    with pytest.raises(ValueError, match="directions must be 1 or 2"):
+        landscape.loss_slice(a, x, y, directions=3)
+    with pytest.raises(ValueError, match="normalise"):
+        landscape.loss_slice(a, x, y, normalise="global")
+    with pytest.raises(ValueError, match="span"):
+        landscape.loss_slice(a, x, y, span=(1.0, -1.0))
+    with pytest.raises(ValueError, match="one architecture"):
+        landscape.loss_slice(a, x, y, towards=_nets(2, (4, 7, 3)))

@@ -1,13 +1,13 @@
 """fastdyn: fast, exact tools for studying how neural networks learn.
 
-Public names live here and in the public modules (``data``, ``kinks``, ``landscape``, ``models``, ``observables``,
+Public names live here and in the public modules (``curvature``, ``data``, ``kinks``, ``landscape``, ``models``, ``observables``,
 ``kernel_methods``, ``onehidden``, ``deep_linear``, ``linear``, ``parity``, ``theory``, ``plotting``);
 implementations are private, under ``fastdyn._src``. Only numpy, scipy and torch are imported: scikit-learn,
 matplotlib and the experiments' other extras load when a function that needs them runs. Backends: see
 :func:`available_backends`; kernels and their backends: :mod:`fastdyn._src.registry`.
 """
 from ._src.backends import available_backends, backend_status, build_status, why_unavailable
-from . import (data, deep_linear, kernel_methods, kinks, landscape, linear, models, observables, onehidden, parity,
+from . import (curvature, data, deep_linear, kernel_methods, kinks, landscape, linear, models, observables, onehidden, parity,
                plotting, theory)
 from .models import FCNet, OneHidden
 from ._src.kpca import KernelPCA, kpca
@@ -21,6 +21,7 @@ __all__ = [
     "backend_status",
     "build_status",
     "why_unavailable",
+    "curvature",
     "data",
     "kernel_methods",
     "observables",

@@ -4,7 +4,9 @@
   and the barrier (Frankle, Dziugaite, Roy & Carbin 2020);
 * :func:`blend` the network at one point t of that line;
 * :func:`align_neurons` a copy of a network with its hidden units permuted to match another's (weight matching,
-  Ainsworth, Hayase & Srinivasa 2023), the same function, so that blending measures more than the permutation.
+  Ainsworth, Hayase & Srinivasa 2023), the same function, so that blending measures more than the permutation;
+* :func:`loss_slice` 1-D and 2-D loss surfaces around a network along random filter-normalised directions (Li, Xu,
+  Taylor, Studer & Goldstein 2018), or along the line towards another network (seed 003, "Optimization landscape").
 
 Buffers (BatchNorm running statistics) are not parameters: averaging them is not averaging the function. Every
 function takes ``buffers``: "refuse" (the default: a ValueError when the two networks' float buffers differ),
@@ -23,7 +25,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ._src import checks
-from ._src.train.losses import LOSSES, errors, loss_terms
+from ._src.arrays import labelled_data
+from ._src.train.losses import check_loss, errors, point_losses
 
 BUFFER_RULES = ("refuse", "interpolate", "recompute")
 
@@ -67,12 +70,11 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, x, y, *, steps: int = 21
     The networks are evaluated in eval mode on a copy of model_a; neither model is changed.
     """
     steps = checks.integer("steps", steps, minimum=2)
-    if not (callable(loss) or loss in LOSSES):
-        raise ValueError(f"loss must be one of {LOSSES} or a callable fn(output, y) -> per-point losses, got {loss!r}")
+    check_loss(loss)
     if buffers not in BUFFER_RULES:
         raise ValueError(f"buffers must be one of {BUFFER_RULES}, got {buffers!r}")
     state_a, state_b = _matching_states(model_a, model_b, "interpolate" if buffers == "recompute" else buffers)
-    inputs, labels = _data(x, y)
+    inputs, labels = labelled_data(x, y)
     size = inputs.shape[0] if batch_size is None else checks.integer("batch_size", batch_size)
     work = copy.deepcopy(model_a)
     ts = np.linspace(0.0, 1.0, steps)
@@ -148,6 +150,98 @@ def align_neurons(model_a: nn.Sequential, model_b: nn.Sequential, *, max_sweeps:
     return out
 
 
+NORMALISATIONS = ("filter", "layer", None)
+
+
+@dataclass(frozen=True)
+class LossSlice:
+    """Loss and error of a network moved along one or two directions in parameter space.
+
+    Attributes:
+        alphas: (steps,) coordinates along the first direction; betas: (steps,) along the second, None for 1-D.
+        loss, error: (steps,) for a 1-D slice; (steps, steps) for 2-D, [i, j] at theta + alphas[i] d1 + betas[j] d2.
+        directions: the directions d1 (and d2), each a {parameter name: tensor} dict.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray | None
+    loss: np.ndarray
+    error: np.ndarray
+    directions: tuple[dict, ...]
+
+
+def loss_slice(model: nn.Module, x, y, *, directions: int = 1, towards: nn.Module | None = None,
+               span: tuple[float, float] = (-1.0, 1.0), steps: int = 25, normalise: str | None = "filter",
+               loss: str | Callable = "cross_entropy", batch_size: int | None = 4096, seed: int = 0) -> LossSlice:
+    """The loss surface of ``model`` on (x, y) along ``directions`` (1 or 2) directions, at ``steps`` evenly spaced
+    coordinates in ``span`` each (steps^2 evaluations for 2-D).
+
+    Random directions are Gaussian, then normalised (Li et al. 2018): "filter" scales each filter (each slice
+    along the first axis of a weight: a Linear layer's output unit, a convolution's output channel) to the norm of
+    the same filter of the network, "layer" each parameter tensor to the tensor's norm; both set the direction of
+    1-D parameters (biases, BatchNorm's affine parameters) to 0, as Li et al. do. ``normalise=None``: the Gaussian
+    direction scaled to unit norm over all parameters, so a coordinate is a Euclidean distance.
+
+    ``towards``: a network of the same architecture; the first direction is then w_towards - w, unnormalised, so the
+    coordinate 1 is that network (the line of :func:`interpolate`; use span=(-0.5, 1.5) to see past both ends).
+    The network's buffers (BatchNorm statistics) are kept as they are; it is evaluated in eval mode and not changed.
+    """
+    directions = checks.integer("directions", directions)
+    if directions not in (1, 2):
+        raise ValueError(f"directions must be 1 or 2, got {directions}")
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    if not (isinstance(span, (tuple, list)) and len(span) == 2 and float(span[0]) < float(span[1])):
+        raise ValueError(f"span must be (low, high) with low < high, got {span!r}")
+    steps = checks.integer("steps", steps, minimum=2)
+    check_loss(loss)
+    if towards is not None:
+        _matching_states(model, towards, "interpolate")
+    elif not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    inputs, labels = labelled_data(x, y)
+    size = inputs.shape[0] if batch_size is None else checks.integer("batch_size", batch_size)
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    if towards is not None:
+        target = dict(towards.named_parameters())
+        chosen.append({name: target[name].detach() - w for name, w in base.items()})
+    while len(chosen) < directions:
+        chosen.append(_random_direction(base, normalise, generator))
+    coordinates = np.linspace(float(span[0]), float(span[1]), steps)
+    grid = [(a, 0.0) for a in coordinates] if directions == 1 else [(a, b) for a in coordinates for b in coordinates]
+    work = copy.deepcopy(model)
+    params = dict(work.named_parameters())
+    losses, errs = np.empty(len(grid)), np.empty(len(grid))
+    for i, (a, b) in enumerate(grid):
+        with torch.no_grad():
+            for name, w in base.items():
+                moved = w + a * chosen[0][name]
+                params[name].copy_(moved + b * chosen[1][name] if directions == 2 else moved)
+        losses[i], errs[i] = _evaluate(work, inputs, labels, loss, size)
+    shape = (steps,) * directions
+    return LossSlice(coordinates, coordinates.copy() if directions == 2 else None, losses.reshape(shape),
+                     errs.reshape(shape), tuple(chosen))
+
+
+def _random_direction(base: dict, normalise: str | None, generator: torch.Generator) -> dict:
+    """A Gaussian direction with the parameters' shapes, normalised as :func:`loss_slice` says."""
+    direction = {name: torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for name, w in base.items()}
+    if normalise is None:
+        total = torch.sqrt(sum((d.double() ** 2).sum() for d in direction.values()))
+        return {name: d / total.to(d.dtype) for name, d in direction.items()}
+    for name, d in direction.items():
+        w = base[name]
+        if w.ndim <= 1:
+            d.zero_()
+        elif normalise == "filter":
+            d.mul_((w.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1).clamp_min(1e-30)).view(-1, *[1] * (w.ndim - 1)))
+        else:
+            d.mul_(w.norm() / d.norm().clamp_min(1e-30))
+    return direction
+
+
 def _matching_states(model_a, model_b, buffers: str) -> tuple[dict, dict]:
     """Both state dicts, checked to be of one architecture and, unless ``buffers="interpolate"``, equal buffers."""
     for name, model in (("model_a", model_a), ("model_b", model_b)):
@@ -171,16 +265,6 @@ def _blend_states(state_a: dict, state_b: dict, t: float) -> dict:
     return {k: torch.lerp(v, state_b[k], t) if v.is_floating_point() else v for k, v in state_a.items()}
 
 
-def _data(x, y) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    labels = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
-    if inputs.ndim == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"x must be (N, ...) inputs with N >= 1, got shape {tuple(inputs.shape)}")
-    if labels.shape != (inputs.shape[0],):
-        raise ValueError(f"y must have shape ({inputs.shape[0]},) to match x, got {tuple(labels.shape)}")
-    return inputs, labels
-
-
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss, size: int) -> tuple[float, float]:
     """Mean loss and error of ``model`` (in eval mode) on (x, y) in batches."""
     total_loss = total_error = 0.0
@@ -192,10 +276,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss, size: in
             if out.ndim == 2 and out.shape[1] == 1:
                 out = out[:, 0]
             target = y[start:start + size]
-            if not callable(loss):
-                target = target.long() if loss == "cross_entropy" else target.to(out.dtype)
-            terms = loss(out, target) if callable(loss) else loss_terms(loss, out, target)
-            total_loss += float(terms.sum())
+            total_loss += float(point_losses(loss, out, target).sum())
             total_error += float(errors(out, target).sum())
     model.train(was_training)
     return total_loss / x.shape[0], total_error / x.shape[0]

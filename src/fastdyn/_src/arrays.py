@@ -81,6 +81,17 @@ def as_tensors(**arrays: Any) -> tuple[list[torch.Tensor | None], ArrayKind]:
     return tensors, ArrayKind(numpy=all_numpy, dtype=first.dtype, device=first.device)
 
 
+def labelled_data(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) as tensors (numpy converted, tensors as they are): x (N, ...) with N >= 1 and y (N,) labels."""
+    inputs = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    labels = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+    if inputs.ndim == 0 or inputs.shape[0] == 0:
+        raise ValueError(f"x must be (N, ...) inputs with N >= 1, got shape {tuple(inputs.shape)}")
+    if labels.shape != (inputs.shape[0],):
+        raise ValueError(f"y must have shape ({inputs.shape[0]},) to match x, got {tuple(labels.shape)}")
+    return inputs, labels
+
+
 def check_matrix(name: str, tensor: torch.Tensor, cols: int | None = None, *, allow_empty: bool = False) -> None:
     """Require a 2-D (rows, cols) array with finite entries."""
     if tensor.ndim != 2:

@@ -20,6 +20,20 @@ def loss_terms(loss: str, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def check_loss(loss) -> None:
+    """A ValueError unless ``loss`` is one of LOSSES or a callable fn(output, y) -> per-point losses."""
+    if not (callable(loss) or loss in LOSSES):
+        raise ValueError(f"loss must be one of {LOSSES} or a callable fn(output, y) -> per-point losses, got {loss!r}")
+
+
+def point_losses(loss, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-point losses (N,) of outputs F ((N,) or (N, C)) at labels y for a loss name of LOSSES (y read as class
+    indices for "cross_entropy", as F's dtype otherwise) or a callable fn(F, y) -> (N,)."""
+    if callable(loss):
+        return loss(F, y)
+    return loss_terms(loss, F, y.long() if loss == "cross_entropy" else y.to(F.dtype))
+
+
 def loss_derivative(loss: str, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """dl/dF per point, shape of F (hinge: -y where F y < 1, the subgradient 0 at the kink)."""
     if loss == "hinge":
