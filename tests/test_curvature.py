@@ -98,6 +98,11 @@ def test_chunked_equals_unchunked_and_the_model_is_left_as_it_was():
     whole = cv.hvp(model, x, y, v, chunk_size=31)
     for chunk in (1, 4, 10):
         assert torch.allclose(cv.hvp(model, x, y, v, chunk_size=chunk), whole, rtol=1e-12, atol=1e-14)
+    for kind in cv.KINDS:
+        cached = cv.CurvatureOperator(model, x, y, kind=kind, chunk_size=8)
+        fresh = cv.CurvatureOperator(model, x, y, kind=kind, chunk_size=8, cache=False)
+        for _ in range(2):       # a cached graph gives the same product when used again
+            assert torch.allclose(cached.matvec(v), fresh.matvec(v), rtol=1e-12, atol=1e-14)
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

@@ -227,7 +227,8 @@ def loss_slice(model: nn.Module, x, y, *, directions: int = 1, towards: nn.Modul
 
 def _random_direction(base: dict, normalise: str | None, generator: torch.Generator) -> dict:
     """A Gaussian direction with the parameters' shapes, normalised as :func:`loss_slice` says."""
-    direction = {name: torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for name, w in base.items()}
+    direction = {name: torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+                 for name, w in base.items()}
     if normalise is None:
         total = torch.sqrt(sum((d.double() ** 2).sum() for d in direction.values()))
         return {name: d / total.to(d.dtype) for name, d in direction.items()}
