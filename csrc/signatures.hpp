@@ -87,6 +87,34 @@ void bind_onehidden_gradient(pybind11::module_& m, Kernel kernel) {
       py::arg("grad_b"), py::arg("grad_beta"), py::kw_only(), py::arg("scale"), py::arg(Device::kLast));
 }
 
+// kernel(x, omega, b, beta, v_omega, v_b, v_beta, out, p, d, h, inv_sqrt_d, scale, last)
+template <typename Device, typename Kernel>
+void bind_onehidden_jvp(pybind11::module_& m, Kernel kernel) {
+  namespace py = pybind11;
+  m.def(
+      "onehidden_jvp",
+      [kernel](Buffer x, Buffer omega, Buffer b, Buffer beta, Buffer v_omega, Buffer v_b, Buffer v_beta, Buffer out,
+               double scale, typename Device::Last last) {
+        Call call("onehidden_jvp", Device::kType);
+        check_onehidden(call, x, omega, b, beta);
+        call.check("v_omega", v_omega, {"h", "d"});
+        call.check("v_b", v_b, {"h"});
+        call.check("v_beta", v_beta, {"h"});
+        call.check("out", out, {"p"});
+        const long p = call.size("p"), d = call.size("d"), h = call.size("h");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          kernel(x.data<T>(), omega.data<T>(), b.data<T>(), beta.data<T>(), v_omega.data<T>(), v_b.data<T>(),
+                 v_beta.data<T>(), out.data<T>(), p, d, h, inv_sqrt<T>(d), static_cast<T>(scale), Device::last(last));
+        });
+      },
+      "OneHidden ReLU Jacobian-vector product: out (p,) = the derivative of f(x_i) along the parameter direction "
+      "(v_omega (h, d), v_b (h,), v_beta (h,))",
+      py::arg("x"), py::arg("omega"), py::arg("b"), py::arg("beta"), py::arg("v_omega"), py::arg("v_b"),
+      py::arg("v_beta"), py::arg("out"), py::kw_only(), py::arg("scale"), py::arg(Device::kLast));
+}
+
 // kernel(x1, n1, x2 or nullptr, n2, omega, b, beta, d, h, scale, out, tile, last)
 template <typename Device, typename Kernel>
 void bind_onehidden_ntk(pybind11::module_& m, Kernel kernel) {

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+import fastdyn
+from conftest import requires_cuda
 from fastdyn import curvature as cv
 
 
@@ -285,6 +287,73 @@ def test_weight_spectrum_tail_exponent_follows_martin_mahoney_for_pareto_entries
     spectrum = cv.weight_spectrum(torch.tensor(W))
     assert abs(spectrum.alpha - (1 + mu / 2)) < 0.1
     assert spectrum.alpha_stderr > 0 and spectrum.xmin > 0
+
+
+def onehidden_case(loss, scale="mf", dtype=torch.float64, n=29, d=6, h=11, seed=12):
+    g = torch.Generator().manual_seed(seed)
+    model = fastdyn.OneHidden(d, h, scale=scale, dtype=dtype, generator=g)
+    x = torch.randn(n, d, generator=g, dtype=dtype)
+    y = torch.randn(n, generator=g, dtype=dtype) if loss == "mse" else torch.randint(0, 2, (n,), generator=g).to(
+        dtype) * 2 - 1
+    return model, x, y
+
+
+def onehidden_dense_hessian(model, x, y, loss):
+    d, s = model.d, model.output_scale
+
+    def mean_loss(theta):
+        h = model.h
+        omega, b, beta = theta[:h * d].view(h, d), theta[h * d:h * d + h], theta[h * d + h:]
+        f = s * torch.relu(x @ omega.T / d ** 0.5 + b) @ beta
+        if loss == "mse":
+            return (0.5 * (f - y) ** 2).mean()
+        if loss == "logistic":
+            return nn.functional.softplus(-f * y).mean()
+        return torch.relu(1 - f * y).mean()
+    return torch.autograd.functional.hessian(mean_loss, nn.utils.parameters_to_vector(model.parameters()).detach())
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("scale", ["mf", "ntk"])
+@pytest.mark.parametrize("loss", ["mse", "logistic", "hinge"])
+def test_fused_onehidden_products_match_the_dense_hessian_and_the_generic_path(backend, scale, loss):
+    if backend not in fastdyn.available_backends():
+        pytest.skip(f"backend {backend} not built")
+    model, x, y = onehidden_case(loss, scale)
+    H = onehidden_dense_hessian(model, x, y, loss)
+    V = torch.randn(3, H.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fused = cv.CurvatureOperator(model, x, y, loss=loss, fused=True, backend=backend)
+    assert fused.fused and fused.backend == backend
+    atol = 1e-12 * float(H.abs().max())
+    assert torch.allclose(fused.matvec(V), V @ H, rtol=1e-10, atol=atol)
+    for kind in ("hessian", "ggn"):
+        a = cv.CurvatureOperator(model, x, y, loss=loss, kind=kind, backend=backend).matvec(V)
+        b = cv.CurvatureOperator(model, x, y, loss=loss, kind=kind, fused=False).matvec(V)
+        assert torch.allclose(a, b, rtol=1e-10, atol=atol)
+
+
+def test_fused_onehidden_float32_and_its_eigenvalues():
+    model64, x, y = onehidden_case("mse", h=40, n=57)
+    model32 = fastdyn.OneHidden(model64.d, model64.h, dtype=torch.float32)
+    model32.load_state_dict({k: v.float() for k, v in model64.state_dict().items()})
+    H = onehidden_dense_hessian(model64, x, y, "mse").numpy()
+    got = cv.hessian_eigs(model32, x.float(), y.float(), k=4, loss="mse")
+    np.testing.assert_allclose(got.values, np.linalg.eigvalsh(H)[::-1][:4], rtol=1e-4)
+    with pytest.raises(ValueError, match="fused=True needs the closed form"):
+        cv.CurvatureOperator(model64, x, y, loss="mse", kind="fisher", fused=True)
+    with pytest.raises(ValueError, match="not a ReLU fastdyn.OneHidden"):
+        cv.CurvatureOperator(mlp(), x[:, :5], y, loss="mse", fused=True)
+
+
+@requires_cuda
+@pytest.mark.parametrize("loss", ["mse", "logistic"])
+def test_fused_onehidden_products_on_cuda_match_the_cpu_generic_path(loss):
+    model, x, y = onehidden_case(loss, h=300, n=257)
+    V = torch.randn(2, sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    expected = cv.CurvatureOperator(model, x, y, loss=loss, fused=False).matvec(V)
+    on_gpu = cv.CurvatureOperator(model.to("cuda"), x.cuda(), y.cuda(), loss=loss, fused=True, backend="cuda")
+    assert on_gpu.backend == "cuda"
+    assert torch.allclose(on_gpu.matvec(V.cuda()).cpu(), expected, rtol=1e-10, atol=1e-12 * float(expected.abs().max()))
 
 
 def test_bad_input_is_named():

@@ -68,6 +68,24 @@ def test_forward_gradient_moments_against_autograd(core, isa, dtype, p, d, h):
     assert_neurons_close((sx, s1, sp), (ga.T @ x.double(), ga.sum(0), (ga * pre).sum(0)), dtype)
 
 
+@pytest.mark.parametrize("isa", isas())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p, d, h", SIZES)
+def test_jvp_against_forward_mode_autograd(core, isa, dtype, p, d, h):
+    core.set_cpu_isa(isa)
+    x, omega, b, beta, _ = network(p, d, h, dtype, seed=d * 1000 + h)
+    direction = network(1, d, h, dtype, seed=d * 1000 + h + 1)[1:4]  # (v_omega, v_b, v_beta)
+    scale = 0.7
+    out = torch.empty(p, dtype=dtype)
+    core.onehidden_jvp(x, omega, b, beta, *direction, out, scale=scale, threads=2)
+
+    def f(w, c, a):
+        return scale * torch.relu(x.double() @ w.T / d ** 0.5 + c) @ a
+    _, expected = torch.func.jvp(f, tuple(t.double() for t in (omega, b, beta)),
+                                 tuple(t.double() for t in direction))
+    assert_close(out, expected, dtype)
+
+
 def reference_keys(active):
     """The kernel's hash (csrc/cpu/isa/onehidden_simd.hpp, pattern_keys) written out in Python: active (p, h) bool."""
     mask = (1 << 64) - 1

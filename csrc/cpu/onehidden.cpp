@@ -1,6 +1,6 @@
 // The one-hidden-layer kernels (onehidden.hpp): the dispatch to the instruction-set path in use (cpu/isa/, one
-// build per path) and the Python bindings onehidden_forward, onehidden_gradient, onehidden_moments and
-// onehidden_pattern_keys. Memory O((h + p) d), never h x p.
+// build per path) and the Python bindings onehidden_forward, onehidden_jvp, onehidden_gradient, onehidden_moments
+// and onehidden_pattern_keys. Memory O((h + p) d), never h x p.
 #include "cpu/onehidden.hpp"
 
 #include "cpu/isa/kernels.hpp"
@@ -33,6 +33,12 @@ void onehidden_forward(const T* x, const T* omega, const T* b, const T* beta, T*
 }
 
 template <typename T>
+void onehidden_jvp(const T* x, const T* omega, const T* b, const T* beta, const T* v_omega, const T* v_b,
+                   const T* v_beta, T* out, long p, long d, long h, T inv_sqrt_d, T scale, int threads) {
+  FASTDYN_ISA_CALL(jvp, x, omega, b, beta, v_omega, v_b, v_beta, out, p, d, h, inv_sqrt_d, scale);
+}
+
+template <typename T>
 void onehidden_moments(const T* x, const T* g, const T* omega, const T* b, T* sx, T* s1, T* sp, long p, long d,
                        long h, T inv_sqrt_d, int threads) {
   FASTDYN_ISA_CALL(moments, x, g, omega, b, static_cast<const T*>(nullptr), T(1), sx, s1, sp, p, d, h, inv_sqrt_d);
@@ -52,6 +58,8 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
 
 #define FASTDYN_INSTANTIATE(T)                                                                                   \
   template void onehidden_forward<T>(const T*, const T*, const T*, const T*, T*, long, long, long, T, T, int);   \
+  template void onehidden_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, long,  \
+                                 long, long, T, T, int);                                                         \
   template void onehidden_moments<T>(const T*, const T*, const T*, const T*, T*, T*, T*, long, long, long, T,    \
                                      int);                                                                       \
   template void onehidden_gradient<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, long, long,  \
@@ -68,6 +76,7 @@ FASTDYN_BINDINGS(onehidden) {
   namespace py = pybind11;
   using fastdyn::Buffer, fastdyn::Call, fastdyn::Dtype, fastdyn::inv_sqrt;
   fastdyn::bind_onehidden_forward<fastdyn::Cpu>(m, [](auto... args) { fastdyn::cpu::onehidden_forward(args...); });
+  fastdyn::bind_onehidden_jvp<fastdyn::Cpu>(m, [](auto... args) { fastdyn::cpu::onehidden_jvp(args...); });
   fastdyn::bind_onehidden_gradient<fastdyn::Cpu>(m,
                                                  [](auto... args) { fastdyn::cpu::onehidden_gradient(args...); });
   m.def(

@@ -15,6 +15,12 @@ template <typename T>
 void onehidden_forward(const T* x, const T* omega, const T* b, const T* beta, T* out, long p, long d, long h,
                        T inv_sqrt_d, T scale, int threads);
 
+// out (p,) = the derivative of f(x_i) along (v_omega (h, d), v_b (h,), v_beta (h,)):
+// scale * sum_n a_ni (v_beta_n pre_ni + beta_n (v_omega_n . x_i * inv_sqrt_d + v_b_n)).
+template <typename T>
+void onehidden_jvp(const T* x, const T* omega, const T* b, const T* beta, const T* v_omega, const T* v_b,
+                   const T* v_beta, T* out, long p, long d, long h, T inv_sqrt_d, T scale, int threads);
+
 // Per-neuron moments of g (p,) over the points: sx (h, d) = sum_i g_i a_ni x_i, s1 (h,) = sum_i g_i a_ni,
 // sp (h,) = sum_i g_i a_ni pre_ni.
 template <typename T>

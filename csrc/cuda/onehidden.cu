@@ -1,5 +1,6 @@
 // One-hidden-layer ReLU network forward on the GPU (see csrc/cpu/onehidden.cpp for the maths):
-// one block per point, threads stride over neurons, block reduction of beta_n relu(pre_n).
+// one block per point, threads stride over neurons, block reduction of beta_n relu(pre_n); the Jacobian-vector
+// product the same way, with the direction's pre-activation u_n beside pre_n.
 // gradient of sum_i g_i f(x_i): one thread per neuron, the points streamed through shared memory in tiles; the
 // point range is split over blockIdx.y when there are too few neurons to fill the GPU, and the partial sums are
 // added with atomics into zeroed outputs. Memory O((h + p) d).
@@ -18,6 +19,18 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T>
+__device__ T block_sum(T value) {  // the sum over the block's kThreads threads, in thread 0
+  __shared__ T partial[kThreads];
+  partial[threadIdx.x] = value;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+    __syncthreads();
+  }
+  return partial[0];
+}
+
+template <typename T>
 __global__ void onehidden_forward_kernel(const T* __restrict__ x, const T* __restrict__ omega,
                                          const T* __restrict__ b, const T* __restrict__ beta, T* __restrict__ out,
                                          long d, long h, T inv_sqrt_d, T scale) {
@@ -31,14 +44,27 @@ __global__ void onehidden_forward_kernel(const T* __restrict__ x, const T* __res
     pre = pre * inv_sqrt_d + b[n];
     acc += pre > T(0) ? beta[n] * pre : T(0);
   }
-  __shared__ T partial[kThreads];
-  partial[threadIdx.x] = acc;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
+  const T total = block_sum(acc);
+  if (threadIdx.x == 0) out[i] = scale * total;
+}
+
+template <typename T>
+__global__ void onehidden_jvp_kernel(const T* __restrict__ x, const T* __restrict__ omega, const T* __restrict__ b,
+                                     const T* __restrict__ beta, const T* __restrict__ v_omega,
+                                     const T* __restrict__ v_b, const T* __restrict__ v_beta, T* __restrict__ out,
+                                     long d, long h, T inv_sqrt_d, T scale) {
+  const long i = blockIdx.x;
+  const T* xi = x + i * d;
+  T acc = 0;
+  for (long n = threadIdx.x; n < h; n += blockDim.x) {
+    const T *wn = omega + n * d, *vn = v_omega + n * d;
+    T pre = 0, change = 0;
+    for (long k = 0; k < d; ++k) pre += wn[k] * xi[k], change += vn[k] * xi[k];
+    pre = pre * inv_sqrt_d + b[n];
+    if (pre > T(0)) acc += v_beta[n] * pre + beta[n] * (change * inv_sqrt_d + v_b[n]);
   }
-  if (threadIdx.x == 0) out[i] = scale * partial[0];
+  const T total = block_sum(acc);
+  if (threadIdx.x == 0) out[i] = scale * total;
 }
 
 // Registers hold omega_n / sqrt(d) and the accumulators for d <= MaxD (unrolled, guarded loops keep them out of
@@ -187,10 +213,20 @@ void onehidden_forward(const T* x, const T* omega, const T* b, const T* beta, T*
   cuda_check(cudaGetLastError(), "onehidden_forward launch");
 }
 
+template <typename T>
+void onehidden_jvp(const T* x, const T* omega, const T* b, const T* beta, const T* v_omega, const T* v_b,
+                   const T* v_beta, T* out, long p, long d, long h, T inv_sqrt_d, T scale, cudaStream_t stream) {
+  if (p == 0) return;
+  onehidden_jvp_kernel<T><<<static_cast<unsigned>(p), kThreads, 0, stream>>>(x, omega, b, beta, v_omega, v_b, v_beta,
+                                                                             out, d, h, inv_sqrt_d, scale);
+  cuda_check(cudaGetLastError(), "onehidden_jvp launch");
+}
+
 }  // namespace
 }  // namespace fastdyn
 
 FASTDYN_BINDINGS(onehidden) {
   fastdyn::bind_onehidden_forward<fastdyn::Cuda>(m, [](auto... args) { fastdyn::onehidden_forward(args...); });
   fastdyn::bind_onehidden_gradient<fastdyn::Cuda>(m, [](auto... args) { fastdyn::onehidden_gradient(args...); });
+  fastdyn::bind_onehidden_jvp<fastdyn::Cuda>(m, [](auto... args) { fastdyn::onehidden_jvp(args...); });
 }

@@ -18,6 +18,12 @@ in chunks of ``chunk_size``, so memory is bounded and the answer does not depend
 * :func:`weight_spectrum` the eigenvalues of W^T W / N of a layer, the Marchenko-Pastur fit of their bulk and the
   power-law exponent of their tail (Martin & Mahoney 2021).
 
+For the seed's ReLU :class:`fastdyn.OneHidden` with "mse", "hinge" or "logistic", the Hessian and Gauss-Newton
+products take a closed form (``fused``): ReLU'' = 0, so the network's own second derivatives couple only beta_n
+with (omega_n, b_n) of the same neuron, and H v = J^T (l'' J v) / N + s (per-neuron terms of the fixed moments
+sum_i l'_i [pre_ni > 0] (x_i / sqrt(d), 1)) / N. A product is then one fused Jacobian-vector kernel and one fused
+gradient kernel (C++ or CUDA, memory O((h + N) d), no points x neurons matrix).
+
 The model is evaluated in eval mode (dropout off, BatchNorm on its running statistics) and is not changed.
 For cross-entropy, the logistic loss and "mse" (0.5 (f - y)^2), the Gauss-Newton matrix *is* the Fisher
 information of the model's own predictive distribution (the "true" Fisher), so :func:`ggn_vp` is that product.
@@ -42,12 +48,15 @@ from . import theory
 from ._src import checks
 from ._src.arrays import labelled_data
 from ._src.optional import require
-from ._src.train.losses import check_loss, point_losses
+from ._src.registry import dispatch, implementation
+from ._src.train.losses import check_loss, loss_derivative, loss_second_derivative, point_losses
+from .models import OneHidden
 
 __all__ = ["CurvatureOperator", "hvp", "ggn_vp", "fisher_vp", "Eigenpairs", "hessian_eigs", "SpectralDensity",
            "spectral_density", "TraceEstimate", "hessian_trace", "WeightSpectrum", "weight_spectrum"]
 
 KINDS = ("hessian", "ggn", "fisher")
+_FUSED_LOSSES = ("mse", "hinge", "logistic")
 _WHICH = {"top": "LA", "bottom": "SA", "magnitude": "LM"}
 
 
@@ -61,6 +70,9 @@ class CurvatureOperator:
         loss: "cross_entropy", "mse", "logistic", "hinge", or fn(output, y) -> (n,) per-point losses.
         kind: "hessian", "ggn" (Gauss-Newton) or "fisher" (empirical Fisher).
         chunk_size: points per forward pass.
+        fused: the closed form for a ReLU OneHidden with "mse", "hinge" or "logistic" and kind "hessian" or "ggn"
+            (None: where it applies; True: required, a ValueError where it does not; False: the generic path).
+        backend: the fused path's kernels, "auto", "cuda", "cpu", "numba" or "torch".
         cache: keep each chunk's backward graph at theta between products (about 1.5-2x faster per product, with
             the memory of a forward and backward pass over all N points); False rebuilds it for every product, so
             memory is one chunk's.
@@ -70,7 +82,7 @@ class CurvatureOperator:
     """
 
     def __init__(self, model: nn.Module, x, y, *, loss: str | Callable = "cross_entropy", kind: str = "hessian",
-                 chunk_size: int = 1024, cache: bool = True):
+                 chunk_size: int = 1024, cache: bool = True, fused: bool | None = None, backend: str = "auto"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
         if kind not in KINDS:
@@ -94,6 +106,46 @@ class CurvatureOperator:
         self._buffers = {n: b.detach() for n, b in model.named_buffers()}
         self._model = model
         self.n_products = 0
+        self.fused = _fused_applies(model, loss, kind, fused)
+        if self.fused:
+            self._prepare_fused(backend)
+
+    def _prepare_fused(self, backend: str) -> None:
+        """The fixed parts of the closed form: the network's tensors, l'' / N, and the moments of l' / N."""
+        model = self._model
+        self._network = [t.detach().contiguous() for t in (model.omega, model.b, model.beta)]
+        self._x = self.x.contiguous()
+        name, self._jvp = dispatch("onehidden.jvp", backend, self.device, what="the fused OneHidden curvature")
+        self._gradient = implementation("onehidden.gradient", name)
+        self.backend = name
+        scale = model.output_scale
+        f = implementation("onehidden.forward", name)(self._x, *self._network, scale=scale)
+        y = self.y.to(self.dtype)
+        self._curvature = loss_second_derivative(self.loss, f, y) / self.n_points
+        self._flat = not bool(self._curvature.any())
+        slope = loss_derivative(self.loss, f, y) / self.n_points
+        omega, b, _ = self._network
+        ones = torch.ones_like(b)
+        # sum_i l'_i a_ni x_i / sqrt(d) and sum_i l'_i a_ni (the gradient kernel at beta = 1, scale = 1)
+        self._slope_moments = self._gradient(self._x, slope, omega, b, ones, scale=1.0)[:2]
+
+    def _fused_product(self, v: torch.Tensor) -> torch.Tensor:
+        h, d = self._network[0].shape
+        v_omega, v_b, v_beta = v[:h * d].view(h, d), v[h * d:h * d + h], v[h * d + h:]
+        scale = self._model.output_scale
+        if self._flat:     # l'' = 0 everywhere (the hinge loss): no Gauss-Newton part
+            g_omega, g_b, g_beta = torch.zeros_like(v_omega), torch.zeros_like(v_b), torch.zeros_like(v_beta)
+        else:
+            jv = self._jvp(self._x, *self._network, v_omega.contiguous(), v_b.contiguous(), v_beta.contiguous(),
+                           scale=scale)
+            g_omega, g_b, g_beta = self._gradient(self._x, (self._curvature * jv).contiguous(), *self._network,
+                                                  scale=scale)
+        if self.kind == "hessian":
+            m_omega, m_1 = self._slope_moments
+            g_omega = g_omega + scale * v_beta[:, None] * m_omega
+            g_b = g_b + scale * v_beta * m_1
+            g_beta = g_beta + scale * ((v_omega * m_omega).sum(1) + v_b * m_1)
+        return torch.cat([g_omega.reshape(-1), g_b, g_beta])
 
     # ------------------------------------------------------------------------------------------ the functions
     def _outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +187,10 @@ class CurvatureOperator:
         if v.shape[-1:] != (self.size,) or v.ndim not in (1, 2):
             raise ValueError(f"v must have shape ({self.size},) or (k, {self.size}), got {tuple(v.shape)}")
         V = v.reshape(-1, self.size).to(self.device, self.dtype)
+        if self.fused:
+            self.n_products += V.shape[0]
+            return torch.stack([self._fused_product(row) for row in V]).reshape(v.shape).to(
+                v.dtype if v.is_floating_point() else self.dtype)
         was_training = self._model.training
         self._model.eval()
         try:
@@ -163,6 +219,21 @@ class CurvatureOperator:
             return product.double().cpu().numpy().T
         return scipy.sparse.linalg.LinearOperator((self.size, self.size), matvec=apply, matmat=apply,
                                                   dtype=np.float64)
+
+
+def _fused_applies(model: nn.Module, loss, kind: str, fused: bool | None) -> bool:
+    reasons = []
+    if not (isinstance(model, OneHidden) and model.act == "relu"):
+        reasons.append(f"the model is a {type(model).__name__}, not a ReLU fastdyn.OneHidden")
+    elif not all(p.requires_grad for p in model.parameters()):
+        reasons.append("some of its parameters do not require gradients")
+    if callable(loss) or loss not in _FUSED_LOSSES:
+        reasons.append(f"the loss is {loss!r}, not one of {_FUSED_LOSSES}")
+    if kind not in ("hessian", "ggn"):
+        reasons.append(f"kind is {kind!r}, not 'hessian' or 'ggn'")
+    if fused and reasons:
+        raise ValueError("fused=True needs the closed form, which does not apply: " + "; ".join(reasons))
+    return not reasons if fused is None else bool(fused)
 
 
 def hvp(model: nn.Module, x, y, v, *, loss: str | Callable = "cross_entropy", chunk_size: int = 1024) -> torch.Tensor:

@@ -2,7 +2,7 @@
 // on x86-64; NEON or scalar code elsewhere), ::avx2 (AVX2 + FMA), ::avx512 (AVX-512 F/DQ/BW/VL; x86 builds only).
 // Defined in onehidden_simd.hpp, compiled once per path (onehidden_isa.cpp, CMake targets fastdyn_isa_<path>) and
 // called through the dispatch of cpu/onehidden.cpp, which has already set the threads (`threads` >= 1 here).
-// Shapes: x (p, d), g (p,), omega (h, d), b (h,), beta (h,), out (p,), sx (h, d), s1 (h,), sp (h,), keys (h, 3);
+// Shapes: x (p, d), g (p,), omega and v_omega (h, d), b, beta, v_b, v_beta (h,), out (p,), sx (h, d), s1 (h,), sp (h,), keys (h, 3);
 // moments with beta null writes the moments, with beta the gradient (cpu/onehidden.hpp).
 #pragma once
 #include <cstdint>
@@ -11,6 +11,9 @@
   template <typename T>                                                                                        \
   void forward(const T* x, const T* omega, const T* b, const T* beta, T* out, long p, long d, long h,           \
                T inv_sqrt_d, T scale, int threads);                                                            \
+  template <typename T>                                                                                        \
+  void jvp(const T* x, const T* omega, const T* b, const T* beta, const T* v_omega, const T* v_b,               \
+           const T* v_beta, T* out, long p, long d, long h, T inv_sqrt_d, T scale, int threads);               \
   template <typename T>                                                                                        \
   void moments(const T* x, const T* g, const T* omega, const T* b, const T* beta, T scale, T* sx, T* s1, T* sp, \
                long p, long d, long h, T inv_sqrt_d, int threads);                                             \

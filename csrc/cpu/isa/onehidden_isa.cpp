@@ -6,6 +6,8 @@ namespace fastdyn::cpu::FASTDYN_ISA {
 
 #define FASTDYN_INSTANTIATE(T)                                                                                    \
   template void forward<T>(const T*, const T*, const T*, const T*, T*, long, long, long, T, T, int);              \
+  template void jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, long, long, long, \
+                       T, T, int);                                                                              \
   template void moments<T>(const T*, const T*, const T*, const T*, const T*, T, T*, T*, T*, long, long, long, T,  \
                            int);                                                                                \
   template void pattern_keys<T>(const T*, const T*, const T*, std::uint64_t*, long, long, long, T, int);

@@ -8,6 +8,7 @@
 // AVX-512, 4 / 2 on SSE2 and NEON); its weights omega / sqrt(d) are packed as d vectors (pack_tile), padding lanes
 // get omega = 0, b = -1 (never active), beta = 0.
 //   forward:  runs of kRun points; per tile, the tile's weights in registers, sums[i] += beta relu(pre_i).
+//   jvp:      as forward with the direction's tile beside it, sums[i] += [pre_i > 0] (v_beta pre_i + beta u_i).
 //   moments:  per tile and run of points two passes through L1 buffers: pass 1 (weights in registers) stores
 //             pre_i and the gated weights g_i [pre_i > 0]; pass 2 sums them against the coordinates of x (and 1 and
 //             pre_i), up to kColumns accumulators in registers.
@@ -164,6 +165,52 @@ void forward(const T* x, const T* omega, const T* b, const T* beta, T* out, long
           for (long i = 0; i < n; ++i) {
             const V value = tile.pre(xs + i * d);
             sums[i] += beta_t * (value > zero ? value : zero);
+          }
+        }
+      });
+      for (long i = 0; i < n; ++i) {
+        T total = 0;
+        for (long l = 0; l < W; ++l) total += sums[i][l];
+        out[i0 + i] = scale * total;
+      }
+    }
+  }
+}
+
+// The directional derivative of f along (v_omega, v_b, v_beta): out (p,) = scale * sum_n [v_beta_n relu(pre_ni)
+// + beta_n [pre_ni > 0] (v_omega_n . x_i / sqrt(d) + v_b_n)], the network's Jacobian times a parameter vector.
+// As forward, with a second tile of the direction's weights: both in registers for d <= kRegisterD / 2.
+template <typename T>
+void jvp(const T* x, const T* omega, const T* b, const T* beta, const T* v_omega, const T* v_b, const T* v_beta,
+         T* out, long p, long d, long h, T inv_sqrt_d, T scale, int threads) {
+  using V = typename Simd<T>::type;
+  constexpr long W = Simd<T>::width;
+  const long tiles = (h + W - 1) / W;
+  Scratch<V> weights(tiles * d), biases(tiles), betas(tiles), v_weights(tiles * d), v_biases(tiles),
+      v_betas(tiles);
+#pragma omp parallel for schedule(static) num_threads(threads) if (tiles * d > kParallelPack)
+  for (long t = 0; t < tiles; ++t) {
+    pack_tile(omega, b, beta, d, h, inv_sqrt_d, t, weights.data() + t * d, biases.data() + t, betas.data() + t);
+    pack_tile(v_omega, v_b, v_beta, d, h, inv_sqrt_d, t, v_weights.data() + t * d, v_biases.data() + t,
+              v_betas.data() + t);
+  }
+  const long runs = (p + kRun - 1) / kRun;
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<V> sums(kRun);
+#pragma omp for schedule(dynamic)
+    for (long r = 0; r < runs; ++r) {
+      const long i0 = r * kRun, n = min_long(kRun, p - i0);
+      const T* xs = x + i0 * d;
+      for (long i = 0; i < n; ++i) sums[i] = V{};
+      with_d<kRegisterD / 2>(d, [&](auto D) {
+        for (long t = 0; t < tiles; ++t) {
+          const Tile<T, decltype(D)::value> tile(weights.data() + t * d, biases[t], d);
+          const Tile<T, decltype(D)::value> direction(v_weights.data() + t * d, v_biases[t], d);
+          const V beta_t = betas[t], v_beta_t = v_betas[t], zero = V{};
+          for (long i = 0; i < n; ++i) {
+            const V value = tile.pre(xs + i * d), change = direction.pre(xs + i * d);
+            sums[i] += value > zero ? v_beta_t * value + beta_t * change : zero;
           }
         }
       });

@@ -44,6 +44,9 @@ def _declare(name: str, signature: str) -> None:
 
 # The operations and their one signature. Tensors are contiguous, of one float dtype and device.
 _declare("onehidden.forward", "(x (p, d), omega (h, d), b (h,), beta (h,), *, scale) -> f (p,)")
+_declare("onehidden.jvp",
+         "(x (p, d), omega (h, d), b (h,), beta (h,), v_omega (h, d), v_b (h,), v_beta (h,), *, scale) -> (p,) the "
+         "derivative of f(x_i) along the parameter direction (v_omega, v_b, v_beta)")
 _declare("onehidden.gradient",
          "(x (p, d), g (p,), omega (h, d), b (h,), beta (h,), *, scale) -> (grad_omega (h, d), grad_b (h,), "
          "grad_beta (h,)) of sum_i g_i f(x_i)")

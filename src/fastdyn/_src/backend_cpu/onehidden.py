@@ -15,6 +15,14 @@ def forward(x, omega, b, beta, *, scale):
     return out
 
 
+@register("onehidden.jvp", "cpu")
+def jvp(x, omega, b, beta, v_omega, v_b, v_beta, *, scale):
+    out = torch.empty(x.shape[0], dtype=x.dtype)
+    module("cpu").onehidden_jvp(x, omega, b, beta, v_omega, v_b, v_beta, out, scale=scale,
+                                threads=torch.get_num_threads())
+    return out
+
+
 @register("onehidden.gradient", "cpu")
 def gradient(x, g, omega, b, beta, *, scale):
     grad_omega, grad_b, grad_beta = torch.empty_like(omega), torch.empty_like(b), torch.empty_like(beta)

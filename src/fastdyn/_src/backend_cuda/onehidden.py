@@ -16,6 +16,15 @@ def forward(x, omega, b, beta, *, scale):
     return out
 
 
+@register("onehidden.jvp", "cuda")
+def jvp(x, omega, b, beta, v_omega, v_b, v_beta, *, scale):
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    with torch.cuda.device(x.device):
+        module("cuda").onehidden_jvp(x, omega, b, beta, v_omega, v_b, v_beta, out, scale=scale,
+                                     stream=current_stream(x.device))
+    return out
+
+
 @register("onehidden.gradient", "cuda")
 def gradient(x, g, omega, b, beta, *, scale):
     grad_omega, grad_b, grad_beta = torch.empty_like(omega), torch.empty_like(b), torch.empty_like(beta)

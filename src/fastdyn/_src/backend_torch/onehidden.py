@@ -23,6 +23,23 @@ def forward(x: torch.Tensor, omega: torch.Tensor, b: torch.Tensor, beta: torch.T
     return out * scale
 
 
+@register("onehidden.jvp", "torch")
+def jvp(x: torch.Tensor, omega: torch.Tensor, b: torch.Tensor, beta: torch.Tensor, v_omega: torch.Tensor,
+        v_b: torch.Tensor, v_beta: torch.Tensor, *, scale: float, max_elements: int = 1 << 22) -> torch.Tensor:
+    """(p,) scale * sum_n [pre_n > 0] (v_beta_n pre_n(x_i) + beta_n (v_omega_n . x_i / sqrt(d) + v_b_n)), over
+    neuron chunks of at most ``max_elements`` (points x neurons) entries."""
+    p, d = x.shape
+    inv_sqrt_d = 1.0 / math.sqrt(d)
+    out = torch.zeros(p, dtype=x.dtype, device=x.device)
+    chunk = max(1, max_elements // p)
+    for start in range(0, omega.shape[0], chunk):
+        stop = start + chunk
+        pre = torch.addmm(b[start:stop], x, omega[start:stop].T, alpha=inv_sqrt_d)
+        change = torch.addmm(v_b[start:stop], x, v_omega[start:stop].T, alpha=inv_sqrt_d)
+        out += torch.relu(pre) @ v_beta[start:stop] + ((pre > 0).to(x.dtype) * change) @ beta[start:stop]
+    return out * scale
+
+
 @register("onehidden.gradient", "torch")
 def gradient(x: torch.Tensor, g: torch.Tensor, omega: torch.Tensor, b: torch.Tensor, beta: torch.Tensor, *,
              scale: float, max_elements: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

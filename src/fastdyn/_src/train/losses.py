@@ -47,6 +47,17 @@ def loss_derivative(loss: str, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def loss_second_derivative(loss: str, F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d^2 l / dF^2 per point for one output, shape of F (y = +-1 for hinge and logistic; hinge: 0, off its kink)."""
+    if loss == "hinge":
+        return torch.zeros_like(F)
+    if loss == "mse":
+        return torch.ones_like(F)
+    if loss == "logistic":
+        return torch.sigmoid(F * y) * torch.sigmoid(-F * y)
+    raise ValueError(f"loss must be 'hinge', 'mse' or 'logistic' (one output), got {loss!r}")
+
+
 def errors(F: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-point classification error (N,) float64: F y <= 0 for one output, argmax F != y for several."""
     if F.ndim == 2:
