@@ -209,6 +209,29 @@ def test_threads_follow_torch(cpu_backend):
     assert_close(fused.forward(model, x, backend=cpu_backend), expected)
 
 
+@pytest.mark.needs_backend("numba")
+def test_numba_kernels_leave_torch_threads_alone(monkeypatch):
+    """Numba's OpenMP layer shares torch's libgomp; its first launch in a process used to move torch from the 1
+    thread of OMP_NUM_THREADS=1 to NUMBA_NUM_THREADS. A fresh interpreter, since only the first launch did it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    code = """
+import torch
+import fastdyn
+from fastdyn import onehidden
+assert torch.get_num_threads() == 1
+model = fastdyn.OneHidden(3, 5)
+x = torch.randn(7, 3)
+counts = []
+for call in (lambda: onehidden.forward(model, x, backend="numba"),
+             lambda: onehidden.gradient(model, x, torch.ones(7), backend="numba"),
+             lambda: fastdyn.ntk(model, x, backend="numba")):
+    call()
+    counts.append(torch.get_num_threads())
+report(counts=counts)
+"""
+    assert run_installed(code)["counts"] == [1, 1, 1]
+
+
 @pytest.mark.needs_backend("cpu")
 @pytest.mark.parametrize("call", ["forward", "gradient", "ntk", "kpca", "train-exact", "train-euler"])
 def test_cpu_kernels_leave_torch_threads_alone(call):

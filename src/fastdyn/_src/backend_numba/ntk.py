@@ -6,6 +6,7 @@ import torch
 from .. import memory
 from ..registry import register
 from .. import tiling
+from .threads import at_torch_threads
 
 
 @register("ntk.onehidden", "numba")
@@ -20,5 +21,5 @@ def onehidden_ntk(x1, x2, omega, b, beta, *, scale, act):
     memory.guard(x1.element_size() * (4 * n1 * n2 + 4 * tile * (n1 + n2)), x1.device, what="ntk",
                  advice="compute the kernel in blocks of rows of x1 / x2")
     x2_np = x1.numpy() if x2 is None else x2.numpy()
-    return torch.from_numpy(kernel(x1.numpy(), x2_np, x2 is None, omega.numpy(), b.numpy(), beta.numpy(), scale,
-                                   tile))
+    return torch.from_numpy(at_torch_threads(kernel, x1.numpy(), x2_np, x2 is None, omega.numpy(), b.numpy(),
+                                             beta.numpy(), scale, tile))
