@@ -496,9 +496,7 @@ def weight_spectrum(layer, *, tail: bool = True) -> WeightSpectrum:
     ratio = m / n
 
     def ks(log_sigma2):
-        cdf = theory.marchenko_pastur_cdf(eigenvalues, ratio, math.exp(log_sigma2))
-        rank = np.arange(1, m + 1) / m
-        return float(np.max(np.maximum(np.abs(cdf - rank), np.abs(cdf - rank + 1.0 / m))))
+        return theory.marchenko_pastur_ks_distance(eigenvalues, ratio, math.exp(log_sigma2))
     mean = max(float(eigenvalues.mean()), 1e-300)
     fit = scipy.optimize.minimize_scalar(ks, bounds=(math.log(mean * 1e-3), math.log(mean * 1.5)), method="bounded",
                                          options={"xatol": 1e-6})
@@ -510,11 +508,12 @@ def weight_spectrum(layer, *, tail: bool = True) -> WeightSpectrum:
     positive = eigenvalues[singular > m * np.finfo(np.float64).eps * singular.max()]
     if tail and np.unique(positive).size >= 10:
         powerlaw = require("powerlaw", "experiments", "fastdyn.curvature.weight_spectrum")
-        # powerlaw 2.0 reads its own deprecated ``sigma`` while searching xmin, and warns on casts of large values
-        # to int while checking for discrete data: silence both
+        # powerlaw 2.0 reads its own deprecated ``sigma`` while searching xmin, warns on casts of large values to
+        # int while checking for discrete data, and on candidate xmins whose fit hits its alpha range: silence
+        # these (the chosen fit's quality is tail_ks)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
+            for category in (DeprecationWarning, RuntimeWarning, UserWarning):
+                warnings.simplefilter("ignore", category)
             tail_fit = powerlaw.Fit(positive, verbose=False)
         alpha, alpha_stderr = float(tail_fit.alpha), float(tail_fit.power_law.standard_err)
         xmin, tail_ks = float(tail_fit.xmin), float(tail_fit.D)

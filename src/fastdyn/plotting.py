@@ -1193,3 +1193,219 @@ def simple_shortcut_data(sets):
 
 
 __all__ += ["simple_shortcut_curves", "simple_shortcut_summary", "simple_shortcut_data"]
+
+
+# ---- hessian-spectrum (seed 003): bulk and outliers, sharpness against 2/lr, Hessian against Gauss-Newton ---------
+def hessian_spectrum_densities(spectra, classes):
+    """One panel per data set: the SLQ eigenvalue density of the full-data Hessian (band: one standard error over
+    the probes) and of the Gauss-Newton matrix (dashed), log density axis, the top eigenvalues as ticks along the
+    top (experiment hessian-spectrum). ``spectra`` {label: {"hessian"/"ggn": record}}, ``classes`` {label: C}."""
+    fig, axes = new_figure(len(spectra), 1, width=3.6, height=3.2)
+    for ax, (label, record) in zip(axes[0], spectra.items()):
+        for kind, colour, style, name in (("hessian", "C0", "-", "Hessian"), ("ggn", "C3", "--", "Gauss-Newton")):
+            grid, density = np.array(record[kind]["grid"]), np.array(record[kind]["density"])
+            stderr = np.nan_to_num(np.array(record[kind]["stderr"]))
+            floor = 1e-4 * density.max()
+            ax.plot(grid, np.maximum(density, floor), style, color=colour, lw=1.2, label=name)
+            if kind == "hessian":
+                ax.fill_between(grid, np.maximum(density - stderr, floor), np.maximum(density + stderr, floor),
+                                color=colour, alpha=0.2, lw=0)
+        top = np.array(record["hessian"]["top"])
+        ax.plot(top, np.full(top.size, 1.0), "|", color="k", ms=8, transform=ax.get_xaxis_transform(),
+                clip_on=False)
+        ax.set(yscale="log", xlabel="eigenvalue", title=f"{label.replace('_', ' ')} (C = {classes[label]})")
+        ax.axvline(0, color="0.6", lw=0.5)
+    axes[0, 0].set_ylabel("density (SLQ, seed 0)")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def hessian_spectrum_outliers(hessian_top, ggn_top, classes):
+    """Left: the top Hessian eigenvalues against their index (log y; mean over seeds, bars one s.d.), a dotted line
+    at index C for each data set. Middle: the number of outliers (largest ratio gap) against C, mean +- s.d., with
+    the lines C and C - 1. Right: the top GGN eigenvalues against the Hessian's, log-log, diagonal (experiment
+    hessian-spectrum). ``hessian_top``, ``ggn_top`` {label: (seeds, top_k)}; ``classes`` {label: C}."""
+    fig, axes = new_figure(3, 1, width=3.8, height=3.3)
+    left, middle, right = axes[0]
+    colours = viridis_colours(len(hessian_top))
+    counts = {}
+    for colour, (label, values) in zip(colours, hessian_top.items()):
+        index = np.arange(1, values.shape[1] + 1)
+        left.errorbar(index, values.mean(axis=0), yerr=values.std(axis=0), fmt="o-", ms=3, lw=1, color=colour,
+                      label=f"{label.replace('_', ' ')}")
+        left.axvline(classes[label] + 0.5, color=colour, ls=":", lw=1)
+        positive = np.where(values > 0, values, np.nan)
+        gaps = np.log(positive[:, :-1]) - np.log(positive[:, 1:])
+        counts[label] = np.nanargmax(gaps, axis=1) + 1
+        right.loglog(values.ravel(), ggn_top[label].ravel(), "o", ms=3, color=colour, alpha=0.7)
+    left.set(yscale="log", xlabel="index i", ylabel="Hessian eigenvalue lambda_i (mean over seeds)",
+             title="top eigenvalues (dotted: i = C + 1/2)")
+    left.legend(fontsize=7)
+    cs = np.array([classes[label] for label in counts])
+    for colour, (label, count) in zip(colours, counts.items()):
+        middle.errorbar(classes[label] + (0.15 if label == "digits" else 0), count.mean(), yerr=count.std(), fmt="o",
+                        color=colour, capsize=3, label=label.replace("_", " "))
+    line = np.array([cs.min() - 0.5, cs.max() + 0.5])
+    middle.plot(line, line, "-", color="0.5", lw=1, label="C")
+    middle.plot(line, line - 1, ":", color="0.5", lw=1, label="C - 1")
+    middle.set(xlabel="classes C", ylabel="outliers (largest ratio gap)", title="outliers against C")
+    middle.legend(fontsize=7)
+    low = min(v[v > 0].min() for v in hessian_top.values())
+    high = max(v.max() for v in hessian_top.values())
+    right.plot([low, high], [low, high], "-", color="0.5", lw=1)
+    right.set(xlabel="Hessian top eigenvalues", ylabel="Gauss-Newton top eigenvalues", title="Hessian vs GGN")
+    return fig
+
+
+def hessian_spectrum_sharpness(steps, sharpness, loss, data_label):
+    """Left: the top Hessian eigenvalue against the gradient-descent step for each learning rate (thin: seeds,
+    thick: mean), with 2/lr dashed in the same colour. Right: the training loss (experiment hessian-spectrum).
+    ``sharpness``, ``loss`` {lr: (seeds, len(steps))}."""
+    fig, axes = new_figure(2, 1, width=4.4, height=3.4)
+    left, right = axes[0]
+    x = np.asarray(steps) + 1
+    for i, (rate, values) in enumerate(sharpness.items()):
+        colour = f"C{i}"
+        for row in values:
+            left.plot(x, row, "-", color=colour, lw=0.5, alpha=0.4)
+        left.plot(x, values.mean(axis=0), "-", color=colour, lw=1.8, label=f"lr = {rate:g}")
+        left.axhline(2.0 / rate, color=colour, ls="--", lw=1)
+        for row in loss[rate]:
+            right.plot(x, row, "-", color=colour, lw=0.8, alpha=0.7)
+        right.plot([], [], "-", color=colour, label=f"lr = {rate:g}")
+    left.set(xscale="log", yscale="log", xlabel="step + 1", ylabel="top Hessian eigenvalue",
+             title=f"sharpness ({data_label.replace('_', ' ')}; dashed: 2/lr)")
+    left.legend(fontsize=7)
+    right.set(xscale="log", yscale="log", xlabel="step + 1", ylabel="training loss (cross-entropy)",
+              title="training loss")
+    right.legend(fontsize=7)
+    return fig
+
+
+__all__ += ["hessian_spectrum_densities", "hessian_spectrum_outliers", "hessian_spectrum_sharpness"]
+
+
+# ---- weight-spectra (seed 003): layer spectra against Marchenko-Pastur and their tails -------------------------
+def weight_spectra_init(records):
+    """One panel per width: the histogram of the eigenvalues of W^T W / N of the w x w layer at init against the
+    Marchenko-Pastur density with the known entry variance 1 / (3 fan_in) (black) (experiment weight-spectra).
+    ``records`` {width: one run's record}."""
+    from .theory import marchenko_pastur_density
+
+    fig, axes = new_figure(len(records), 1, width=3.0, height=2.8)
+    for ax, (width, record) in zip(axes[0], records.items()):
+        layer = record["init"][1]
+        values = np.array(layer["eigenvalues"])
+        ax.hist(values, bins=40, density=True, color="C0", alpha=0.6, label="init eigenvalues")
+        grid = np.linspace(1e-6, values.max() * 1.05, 400)
+        ax.plot(grid, marchenko_pastur_density(grid, layer["ratio"], layer["known_sigma2"]), "k-", lw=1.2,
+                label="MP, variance 1/(3 fan_in)")
+        ax.set(xlabel="eigenvalue of W^T W / N", title=f"w = {width}: KS {layer['known_ks']:.3f}", ylim=(0, None))
+    axes[0, 0].set_ylabel("density")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def weight_spectra_trained(records):
+    """One panel per width, log-log: the eigenvalue histograms of the w x w layer at init (grey) and after training
+    (blue), the Marchenko-Pastur law fitted to the trained bulk (black, its edge dotted) and the power-law tail fit
+    lambda^-alpha above xmin (red dashed) (experiment weight-spectra)."""
+    from .theory import marchenko_pastur_density
+
+    fig, axes = new_figure(len(records), 1, width=3.0, height=2.8)
+    for ax, (width, record) in zip(axes[0], records.items()):
+        init, trained = record["init"][1], record["trained"][1]
+        values = np.array(trained["eigenvalues"])
+        positive = values[values > 0]
+        bins = np.geomspace(min(positive.min(), min(init["eigenvalues"])), positive.max() * 1.01, 40)
+        ax.hist(init["eigenvalues"], bins=bins, density=True, color="0.6", alpha=0.6, label="init")
+        ax.hist(positive, bins=bins, density=True, histtype="step", color="C0", lw=1.4, label="trained")
+        grid = np.geomspace(bins[0], bins[-1], 400)
+        ax.plot(grid, marchenko_pastur_density(grid, trained["ratio"], trained["sigma2"]), "k-", lw=1,
+                label="MP fit to trained bulk")
+        ax.axvline(trained["bulk_edges"][1], color="k", ls=":", lw=1)
+        if trained["alpha"] is not None:
+            tail = grid[grid >= trained["xmin"]]
+            share = np.mean(positive >= trained["xmin"])
+            # the tail's density: share (alpha - 1) / xmin (lambda / xmin)^-alpha
+            ax.plot(tail, share * (trained["alpha"] - 1) / trained["xmin"] * (tail / trained["xmin"]) ** -trained["alpha"],
+                    "--", color="C3", lw=1.2, label=f"tail alpha = {trained['alpha']:.1f}")
+        ax.set(xscale="log", yscale="log", xlabel="eigenvalue of W^T W / N",
+               title=f"w = {width}: {trained['n_outliers']} outliers")
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("density")
+    return fig
+
+
+def weight_spectra_summary(widths, summary, layer_names):
+    """Against width, mean +- s.d. over seeds, per layer (colours): the tail exponent alpha at init (open) and after
+    training (filled), the number of outliers above the fitted bulk edge after training, and the largest eigenvalue
+    over the bulk edge (experiment weight-spectra)."""
+    fig, axes = new_figure(3, 1, width=3.6, height=3.2)
+    panels = (("alpha", "power-law alpha of the tail"), ("n_outliers", "outliers above the MP edge"),
+              ("top_over_edge", "lambda_max / MP bulk edge"))
+    for ax, (key, label) in zip(axes[0], panels):
+        for index, name in enumerate(layer_names):
+            colour = f"C{index}"
+            for stage, marker, fill in (("init", "o", "none"), ("trained", "s", colour)):
+                mean = [summary[f"width{w}"][f"layer{index + 1}_{stage}_{key}_mean"] for w in widths]
+                std = [summary[f"width{w}"][f"layer{index + 1}_{stage}_{key}_std"] for w in widths]
+                ax.errorbar(widths, mean, yerr=std, fmt=marker + "-", color=colour, mfc=fill, capsize=2, lw=1,
+                            label=f"{name}, {stage}" if key == "alpha" else None)
+        ax.set(xscale="log", xlabel="width w", ylabel=label)
+        log_ticks(ax, widths)
+    axes[0, 0].legend(fontsize=6)
+    axes[0, 2].set_yscale("log")
+    return fig
+
+
+__all__ += ["weight_spectra_init", "weight_spectra_trained", "weight_spectra_summary"]
+
+
+# ---- loss-landscape (seed 003): filter-normalised slices and lines between solutions ---------------------------
+def loss_landscape_slices(alphas, curves, grid, surfaces):
+    """Top row, per width: the training loss along 1-D filter-normalised random directions around a trained
+    network (thin: every direction of every replicate; thick: their mean), log y. Bottom row: the 2-D slice of the
+    first replicate as log10-loss contours, one colour scale for all widths (experiment loss-landscape).
+    ``curves`` {width: (replicates, directions, steps)}; ``surfaces`` {width: (steps_2d, steps_2d)}."""
+    fig, axes = new_figure(len(curves), 2, width=3.6, height=3.2)
+    low = min(float(np.log10(s.min())) for s in surfaces.values())
+    high = max(float(np.log10(s.max())) for s in surfaces.values())
+    levels = np.linspace(low, high, 21)
+    for column, width in enumerate(curves):
+        top, bottom = axes[0, column], axes[1, column]
+        values = curves[width].reshape(-1, curves[width].shape[-1])
+        for row in values:
+            top.plot(alphas, row, "-", color="C0", lw=0.5, alpha=0.4)
+        top.plot(alphas, values.mean(axis=0), "-", color="C0", lw=2)
+        top.set(yscale="log", xlabel="a (filter-normalised direction)",
+                title=f"width {width}: 1-D slices")
+        image = bottom.contourf(grid, grid, np.log10(surfaces[width]).T, levels=levels, cmap="viridis")
+        bottom.contour(grid, grid, np.log10(surfaces[width]).T, levels=levels, colors="k", linewidths=0.3)
+        bottom.plot([0], [0], "r+", ms=8)
+        bottom.set(xlabel="direction 1", ylabel="direction 2", aspect="equal", title=f"width {width}: 2-D slice")
+    axes[0, 0].set_ylabel("training loss")
+    fig.colorbar(image, ax=axes[1, :].tolist(), label="log10 training loss", shrink=0.8)
+    return fig
+
+
+def loss_landscape_lines(t, lines, descriptions):
+    """Training loss along the line between two trained networks (0: A, 1: the other; log y), per width (colours):
+    other init (solid) and same init with another data order (dashed); thin lines the replicates, thick the mean
+    (experiment loss-landscape). ``lines`` {width: {"init"/"order": (replicates, len(t))}}."""
+    fig, axes = new_figure(len(descriptions), 1, width=4.2, height=3.3)
+    for ax, (name, description) in zip(axes[0], descriptions.items()):
+        for i, (width, by_kind) in enumerate(lines.items()):
+            colour = f"C{i}"
+            for row in by_kind[name]:
+                ax.plot(t, row, "-", color=colour, lw=0.5, alpha=0.4)
+            ax.plot(t, by_kind[name].mean(axis=0), "-", color=colour, lw=2, label=f"width {width}")
+        for end in (0, 1):
+            ax.axvline(end, color="0.6", lw=0.5)
+        ax.set(yscale="log", xlabel="t (0: A, 1: the other network)", title=description)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("training loss")
+    return fig
+
+
+__all__ += ["loss_landscape_slices", "loss_landscape_lines"]

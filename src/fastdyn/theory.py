@@ -30,11 +30,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from ._src import checks
 
 __all__ = ["marchenko_pastur_edges", "marchenko_pastur_density", "marchenko_pastur_zero_mass", "marchenko_pastur_cdf",
-           "marchenko_pastur_stieltjes", "ridgeless_risk", "ridge_risk", "gd_contraction", "gd_error_path",
+           "marchenko_pastur_ks_distance", "marchenko_pastur_stieltjes", "ridgeless_risk", "ridge_risk", "gd_contraction", "gd_error_path",
            "gd_steps_to_tolerance", "gd_steps_bound"]
 
 
@@ -87,6 +88,13 @@ def marchenko_pastur_cdf(x, ratio: float, sigma2: float = 1.0, *, continuous_onl
     if continuous_only:
         return part / continuous_mass
     return np.where(x >= 0, part + marchenko_pastur_zero_mass(ratio), 0.0)
+
+
+def marchenko_pastur_ks_distance(eigenvalues, ratio: float, sigma2: float = 1.0) -> float:
+    """The Kolmogorov-Smirnov distance sup_x |F_n(x) - F(x)| of a sample of eigenvalues (any order) to the
+    Marchenko-Pastur law (point mass at 0 included)."""
+    values = np.asarray(eigenvalues, dtype=float).ravel()
+    return float(stats.kstest(values, lambda v: marchenko_pastur_cdf(v, ratio, sigma2)).statistic)
 
 
 def marchenko_pastur_stieltjes(ridge, ratio: float) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,9 @@ REGISTRY: dict[str, str] = {
     "mode-connectivity": "fastdyn.experiments.mode_connectivity",
     "simplicity-bias": "fastdyn.experiments.simplicity_bias",
     "simple-shortcut": "fastdyn.experiments.simple_shortcut",
+    "hessian-spectrum": "fastdyn.experiments.hessian_spectrum",
+    "weight-spectra": "fastdyn.experiments.weight_spectra",
+    "loss-landscape": "fastdyn.experiments.loss_landscape",
 }
 
 
