@@ -87,12 +87,13 @@ def gradient_descent_mse(K_train, y_train, t, *, K_test_train=None, f0_train=Non
     # (T, N); a discrete mode with lr lambda / N > 2 diverges, as gradient descent does
     decay = (1 - values[None, :] * (lr / n)) ** steps if discrete else torch.exp(-steps * (lr / n) * values[None, :])
     learned = 1 - decay
-    train = f02[None] + torch.einsum("nk,tk,kc->tnc", vectors, learned, residual)
+    # (N, K) @ (T, K, C) as one batched product; no (T, N, K) intermediate
+    train = f02[None] + vectors @ (learned[:, :, None] * residual[None])
     test = None
     if Kt is not None:
         # (1 - decay) / lambda; 0 where lambda = 0, since K_test_train v = 0 when K v = 0 for a PSD joint kernel
         per_mode = torch.where(values[None, :] > 0, learned / torch.where(values > 0, values, 1)[None, :], 0)
-        test = f0t2[None] + torch.einsum("mk,tk,kc->tmc", Kt @ vectors, per_mode, residual)
+        test = f0t2[None] + (Kt @ vectors) @ (per_mode[:, :, None] * residual[None])
     squeeze = y.ndim == 1
     return Prediction(times, kind.restore(train[..., 0] if squeeze else train),
                       None if test is None else kind.restore(test[..., 0] if squeeze else test))
