@@ -1409,3 +1409,177 @@ def loss_landscape_lines(t, lines, descriptions):
 
 
 __all__ += ["loss_landscape_slices", "loss_landscape_lines"]
+
+
+# ---- the kernel regime (issue 20) --------------------------------------------------------------------------------
+def lazy_is_kernel_trajectories(trajectories):
+    """Left: the outputs F(t) on a few test points of the smallest and the largest width (NTK scale, seed 0),
+    network solid, kernel predictor dashed. Right: the relative gap ||F_net - F_kernel|| / ||F_kernel|| on the test
+    points against t per width (seed mean, band min-max). ``trajectories`` {h: (time (T,), net (T, k), kernel (T, k),
+    gap (seeds, T))} (experiment lazy-is-kernel)."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.5)
+    widths = list(trajectories)
+    for style, h in zip(("-", "--"), (widths[0], widths[-1])):
+        time, net, kernel, _ = trajectories[h]
+        for k in range(net.shape[1]):
+            axes[0, 0].plot(time[1:], net[1:, k], "-", color=f"C{k}", lw=1.5 if h == widths[-1] else 0.8,
+                            alpha=1.0 if h == widths[-1] else 0.6, label=f"net, h={h}" if k == 0 else None)
+            axes[0, 0].plot(time[1:], kernel[1:, k], ":", color="k" if h == widths[-1] else "0.5", lw=1,
+                            label=f"kernel GD, h={h}" if k == 0 else None)
+    axes[0, 0].set(xscale="log", xlabel="t (units of p / lambda_max)", ylabel="F on 3 test points",
+                   title="NTK scale, alpha = 1, seed 0")
+    axes[0, 0].legend(fontsize=7)
+    colours = viridis_colours(len(widths))
+    for colour, h in zip(colours, widths):
+        time, _, _, gap = trajectories[h]
+        axes[0, 1].plot(time[1:], np.nanmean(gap[:, 1:], axis=0), color=colour, label=f"h={h}")
+        axes[0, 1].fill_between(time[1:], gap[:, 1:].min(axis=0), gap[:, 1:].max(axis=0), color=colour, alpha=0.2)
+    axes[0, 1].set(xscale="log", yscale="log", xlabel="t (units of p / lambda_max)",
+                   ylabel="||F_net - F_kernel|| / ||F_kernel|| (test)", title="gap over time, NTK scale")
+    axes[0, 1].legend(fontsize=7)
+    return fig
+
+
+def lazy_is_kernel_gaps(hs, hinge_hs, alphas, gaps, summary, config):
+    """Left: the lazy gap (max over t of the relative test-output gap) against the width h for the NTK scale
+    (MSE and hinge) and the mean-field scale at alpha = mf_alpha (MSE), seed mean +- sd with the fitted slope;
+    h^-1/2 and h^-1 guides. Right: the gap against alpha at h = alpha_width, mean-field scale (experiment
+    lazy-is-kernel). ``gaps`` {sweep: (seeds, settings)}."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.6)
+    hs = np.asarray(hs, dtype=float)
+    for (sweep, label, widths), marker in zip((("ntk_width", "NTK scale, MSE", hs),
+                                               ("hinge_width", "NTK scale, hinge (vs linearised)", hinge_hs),
+                                               ("mf_width", f"mean field, alpha={config['mf_alpha']:g}, MSE", hs)),
+                                              "osd"):
+        values = gaps[sweep]
+        axes[0, 0].errorbar(widths, values.mean(0), yerr=values.std(0, ddof=1) if len(values) > 1 else None,
+                            marker=marker, capsize=2,
+                            label=f"{label}: h^({summary[f'{sweep}_gap_slope']:.2f} +- "
+                                  f"{summary[f'{sweep}_gap_slope_err']:.2f})")
+    start = gaps["ntk_width"].mean(0)[0]
+    axes[0, 0].plot(hs, start * (hs / hs[0]) ** -0.5, "k--", lw=0.8, label="h^-1/2")
+    axes[0, 0].plot(hs, start * (hs / hs[0]) ** -1.0, "k:", lw=0.8, label="h^-1")
+    axes[0, 0].set(xscale="log", yscale="log", xlabel="width h", ylabel="max_t ||F_net - F_kernel|| / ||F_kernel||",
+                   title=f"lazy gap against width (p={config['p']}, {config['seeds']} seeds)")
+    log_ticks(axes[0, 0], hs)
+    axes[0, 0].legend(fontsize=6)
+    alphas = np.asarray(alphas, dtype=float)
+    values = gaps["mf_alpha"]
+    axes[0, 1].errorbar(alphas, values.mean(0), yerr=values.std(0, ddof=1) if len(values) > 1 else None, marker="o",
+                        capsize=2, label=f"h={config['alpha_width']}: alpha^({summary['mf_alpha_gap_slope']:.2f} +- "
+                                         f"{summary['mf_alpha_gap_slope_err']:.2f})")
+    middle = len(alphas) // 2
+    axes[0, 1].plot(alphas, values.mean(0)[middle] * (alphas / alphas[middle]) ** -1.0, "k:", lw=0.8,
+                    label="alpha^-1")
+    axes[0, 1].set(xscale="log", yscale="log", xlabel="alpha (mean-field scale)", ylabel="lazy gap (test)",
+                   title="lazy gap against alpha")
+    axes[0, 1].legend(fontsize=7)
+    return fig
+
+
+__all__ += ["lazy_is_kernel_trajectories", "lazy_is_kernel_gaps"]
+
+
+def ntk_convergence_figure(hs_init, init_errors, hs, time, changes, summary):
+    """Left: ||Theta_emp - Theta_inf||_F / ||Theta_inf||_F at init against h (dots: seeds; line: the fit; dashed
+    h^-1/2). Middle: ||Theta_T - Theta_0||_F / ||Theta_0||_F at the end of training against h, NTK and mean-field
+    scale (seed mean +- sd). Right: the same change against t per width (seed mean; solid NTK, dashed mean field)
+    (experiment ntk-convergence). ``init_errors`` (seeds, len(hs_init)); ``changes`` {scale: (len(hs), seeds, T)}."""
+    fig, axes = new_figure(3, 1, width=4.0, height=3.5)
+    hs_init, hs = np.asarray(hs_init, dtype=float), np.asarray(hs, dtype=float)
+    ax = axes[0, 0]
+    for row in init_errors:
+        ax.plot(hs_init, row, ".", color="0.6", ms=3)
+    mean = init_errors.mean(0)
+    ax.plot(hs_init, mean, "o-", color="C0",
+            label=f"seed mean: h^({summary['init_error_slope']:.3f} +- {summary['init_error_slope_err']:.3f})")
+    ax.plot(hs_init, mean[0] * (hs_init / hs_init[0]) ** -0.5, "k--", lw=0.8, label="h^-1/2")
+    ax.set(xscale="log", yscale="log", xlabel="width h", ylabel="||Theta_emp - Theta_inf|| / ||Theta_inf||",
+           title="empirical NTK at init vs analytic")
+    log_ticks(ax, hs_init)
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    for scale, marker, name in (("ntk", "o", "NTK scale 1/sqrt(h)"), ("mf", "s", "mean field 1/h")):
+        final = changes[scale][:, :, -1]
+        ax.errorbar(hs, final.mean(1), yerr=final.std(1, ddof=1) if final.shape[1] > 1 else None, marker=marker,
+                    capsize=2, label=f"{name}: h^({summary[f'{scale}_change_slope']:.2f} +- "
+                                     f"{summary[f'{scale}_change_slope_err']:.2f})")
+    ax.set(xscale="log", yscale="log", xlabel="width h", ylabel="||Theta_T - Theta_0|| / ||Theta_0||",
+           title=f"NTK change by t = {summary['final_time']:g} (alpha = 1, MSE)")
+    log_ticks(ax, hs)
+    ax.legend(fontsize=7)
+    ax = axes[0, 2]
+    colours = viridis_colours(len(hs))
+    for scale, style in (("ntk", "-"), ("mf", "--")):
+        for colour, h, block in zip(colours, hs, changes[scale]):
+            ax.plot(time[1:], block.mean(0)[1:], style, color=colour, label=f"h={h:g}" if scale == "ntk" else None)
+    ax.set(xscale="log", yscale="log", xlabel="t (units of p / lambda_max)", ylabel="||Theta_t - Theta_0|| / ||Theta_0||",
+           title="solid: NTK scale, dashed: mean field")
+    ax.legend(fontsize=7)
+    return fig
+
+
+__all__ += ["ntk_convergence_figure"]
+
+
+def mean_field_vs_ntk_summary(hs, arrays, summary):
+    """Against the width h, mean-field (1/h) and NTK (1/sqrt(h)) scale, seed mean +- sd: the relative weight change;
+    the test error; W1 between the particles' end and init distributions of beta and of the alignment
+    omega_1 / ||omega||; W1 between the end distribution at h and at the largest h (experiment mean-field-vs-ntk).
+    ``arrays`` {f"{scale}_{quantity}": (seeds, len(hs))}."""
+    fig, axes = new_figure(4, 1, width=3.6, height=3.4)
+    hs = np.asarray(hs, dtype=float)
+    styles = {"mf": ("s", "C3", "mean field 1/h"), "ntk": ("o", "C0", "NTK 1/sqrt(h)")}
+
+    def band(ax, x, block, scale, label, line="-"):
+        marker, colour, _ = styles[scale]
+        ax.errorbar(x, block.mean(0), yerr=block.std(0, ddof=1) if block.shape[0] > 1 else None, marker=marker,
+                    color=colour, ls=line, capsize=2, label=label)
+
+    for scale, (_, _, name) in styles.items():
+        band(axes[0, 0], hs, arrays[f"{scale}_relative_weight_change"], scale,
+             f"{name}: h^({summary[f'{scale}_relative_weight_change_slope']:.2f})")
+        band(axes[0, 1], hs, arrays[f"{scale}_test_err"], scale, name)
+        band(axes[0, 2], hs, arrays[f"{scale}_moved_beta"], scale, f"{name}, beta")
+        band(axes[0, 2], hs, arrays[f"{scale}_moved_alignment"], scale, f"{name}, alignment", line=":")
+        band(axes[0, 3], hs[:-1], arrays[f"{scale}_to_widest_beta"][:, :-1], scale, f"{name}, beta")
+        band(axes[0, 3], hs[:-1], arrays[f"{scale}_to_widest_alignment"][:, :-1], scale, f"{name}, alignment",
+             line=":")
+    axes[0, 0].set(yscale="log", ylabel="||theta_T - theta_0|| / ||theta_0||", title="how far the weights move")
+    axes[0, 1].set(ylabel="test error", title=f"test error at t = {summary['final_time']:g}")
+    axes[0, 2].set(yscale="log", ylabel="W1(end, init)", title="particles: distance moved")
+    axes[0, 3].set(yscale="log", ylabel=f"W1(end at h, end at h={hs[-1]:g})", title="particles: convergence in h")
+    for ax in axes[0]:
+        ax.set(xscale="log", xlabel="width h")
+        log_ticks(ax, hs)
+        ax.legend(fontsize=6)
+    return fig
+
+
+def mean_field_vs_ntk_particles(hs, kept, initial, config):
+    """Top: neurons as particles, beta_n against the alignment omega_n1 / ||omega_n|| at the end of training (seed 0;
+    grey: the widest mean-field network at init), for the mean-field scale at the smallest and largest width and the
+    NTK scale at the largest. Bottom: the kinks' x_1 weighted by |beta| ||omega|| (histograms, density), same three
+    networks, the stripe's boundaries dashed (experiment mean-field-vs-ntk). ``kept`` {(scale, h): {name: (k,)}}."""
+    from .data.synthetic import STRIPE_BOUNDS
+
+    panels = [("mf", hs[0]), ("mf", hs[-1]), ("ntk", hs[-1])]
+    fig, axes = new_figure(3, 2, width=3.7, height=3.2)
+    for column, (scale, h) in enumerate(panels):
+        values = kept[(scale, h)]
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(initial["alignment"], initial["beta"], ".", color="0.75", ms=2, label="init")
+        top.scatter(values["alignment"], values["beta"], s=4, c="C3" if scale == "mf" else "C0", label="end")
+        top.set(xlabel="alignment omega_1 / ||omega||", ylabel="beta",
+                title=f"{'mean field' if scale == 'mf' else 'NTK scale'}, h={h}")
+        top.legend(fontsize=6, markerscale=2)
+        bottom.hist(values["kink_x1"], bins=60, range=(-4, 4), weights=values["weight"], density=True,
+                    color="C3" if scale == "mf" else "C0")
+        if config["dataset"] == "stripe":
+            for bound in STRIPE_BOUNDS:
+                bottom.axvline(bound, color="k", ls="--", lw=0.8)
+        bottom.set(xlabel="kink position x_1", ylabel="density, weighted |beta| ||omega||")
+    return fig
+
+
+__all__ += ["mean_field_vs_ntk_summary", "mean_field_vs_ntk_particles"]
