@@ -29,6 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from .._src.backends import cpu_isa
 from .._src.threads import limit_threads
 
@@ -68,6 +70,13 @@ def wall_limit(seconds: float | None) -> float:
     """``max_wall`` for :func:`fastdyn.train` from a config's wall-clock cap: None (the quick configurations, which
     stop by steps only so that their results do not depend on the machine's load) means no cap."""
     return math.inf if seconds is None else float(seconds)
+
+
+def mean_std(values) -> tuple[float, float]:
+    """(mean, standard deviation) of ``values`` (population s.d., 0 for one value): the spread over seeds that the
+    experiments' summaries report."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std())
 
 
 def load(name: str) -> ModuleType:

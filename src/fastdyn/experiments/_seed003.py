@@ -1,6 +1,6 @@
 """Shared pieces of the seed-003 experiments ("Deepnet spectra", "Optimization landscape").
 
-Multi-class data sets, a plain cross-entropy training loop for :class:`fastdyn.FCNet` and mean +- s.d. The
+Multi-class data sets and a plain cross-entropy training loop for :class:`fastdyn.FCNet`. The
 experiment modules (``hessian_spectrum``, ``weight_spectra``, ``loss_landscape``) are thin scripts over these,
 :mod:`fastdyn.curvature`, :mod:`fastdyn.landscape` and :mod:`fastdyn.plotting`.
 
@@ -19,6 +19,7 @@ from .. import data
 from .._src import checks
 from ..data import Split
 from ..models import FCNet
+from . import mean_std  # noqa: F401  (the experiments' _seed003.mean_std)
 
 
 def class_mixture(n: int, d: int, classes: int, *, separation: float, n_test: int, seed: int) -> Split:
@@ -108,12 +109,6 @@ def load_state(model: nn.Module, record: dict) -> nn.Module:
     """``model`` with the parameters of :func:`state_record`'s ``record`` (float32)."""
     model.load_state_dict({name: torch.tensor(value, dtype=torch.float32) for name, value in record.items()})
     return model
-
-
-def mean_std(values) -> tuple[float, float]:
-    """(mean, standard deviation) of ``values`` (population s.d., 0 for one value)."""
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std())
 
 
 def log_steps(steps: int, n: int, dense_until: int = 0, dense_every: int = 1) -> np.ndarray:

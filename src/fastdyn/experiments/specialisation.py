@@ -39,6 +39,7 @@ from .. import plotting
 from .._src import checks
 from ..data.seed000 import edge_images
 from ..models import FCNet
+from . import mean_std
 from ._store import RunStore
 
 DESCRIPTION = "seed 000: neurons specialise into vertical/horizontal edge detectors; averaging needs matched neurons"
@@ -193,11 +194,6 @@ def compare_pair(config: dict, a: nn.Sequential, b: nn.Sequential, split) -> dic
     record["aligned_function_error_gap"] = abs(error(aligned, split.x_test, split.y_test)
                                                - error(b, split.x_test, split.y_test))
     return record
-
-
-def mean_std(values) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std())
 
 
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
