@@ -269,6 +269,21 @@ def balanced_strength(t: np.ndarray, s: float, tau: float, n_layers: int, t_anch
     return out
 
 
+def depth3_time(a: np.ndarray, s: float, a0: float, tau: float) -> np.ndarray:
+    """Closed-form balanced-theory time (same shape as a) for a mode to grow from a0 to a (0 < a0, a < s) in a net
+    of three weight matrices (two hidden layers), tau da/dt = 3 a^{4/3} (s - a) (Saxe et al. 2014, deep case).
+    With u = (a/s)^{1/3}: t = tau / s^{4/3} [G(u) - G(u0)],
+    G(u) = -1/u - ln(1 - u)/3 + ln(u^2 + u + 1)/6 - arctan((2u + 1)/sqrt 3)/sqrt 3 (partial fractions of
+    1/(u^2 (1 - u^3)))."""
+
+    def antiderivative(u):
+        return (-1.0 / u - np.log1p(-u) / 3.0 + np.log(u * u + u + 1.0) / 6.0
+                - np.arctan((2.0 * u + 1.0) / np.sqrt(3.0)) / np.sqrt(3.0))
+
+    u = np.cbrt(np.asarray(a, dtype=np.float64) / s)
+    return tau / s ** (4.0 / 3.0) * (antiderivative(u) - antiderivative(np.cbrt(a0 / s)))
+
+
 def crossing_time(t: np.ndarray, a: np.ndarray, level: float) -> float:
     """First time a(t) reaches ``level`` (linear interpolation between samples t (T,), a (T,)); nan if never."""
     above = np.flatnonzero(a >= level)
