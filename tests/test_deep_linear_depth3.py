@@ -23,3 +23,16 @@ def test_depth3_time_matches_balanced_chain_flow():
                               method="DOP853")
     measured = np.array([e[0] for e in sol.t_events])
     np.testing.assert_allclose(depth3_time(levels, s, a0, tau), measured, rtol=1e-7)
+
+
+def test_chain_stability_bound_is_two_over_autograd_sharpness():
+    import torch
+
+    from fastdyn.deep_linear import chain_stability_bound
+
+    s = 3.0
+    for depth in (1, 2, 4, 7):
+        w = torch.full((depth,), s ** (1.0 / depth), dtype=torch.float64)
+        hessian = torch.autograd.functional.hessian(lambda v: 0.5 * (s - v.prod()) ** 2, w)
+        top = torch.linalg.eigvalsh(hessian).max().item()
+        np.testing.assert_allclose(chain_stability_bound(s, depth), 2.0 / top, rtol=1e-12)

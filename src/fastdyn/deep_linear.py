@@ -284,6 +284,13 @@ def depth3_time(a: np.ndarray, s: float, a0: float, tau: float) -> np.ndarray:
     return tau / s ** (4.0 / 3.0) * (antiderivative(u) - antiderivative(np.cbrt(a0 / s)))
 
 
+def chain_stability_bound(s: float, depth: int) -> float:
+    """Largest stable gradient-descent learning rate 2 / (D s^{2 - 2/D}) of the 1-D chain y = w_D ... w_1 x on
+    L = (s - w_D ... w_1)^2 / 2 at its balanced minimum w_i = s^{1/D}: the Hessian there is g g^T with
+    g_i = s^{1 - 1/D}, so its top eigenvalue is D s^{2 - 2/D}."""
+    return 2.0 / (depth * s ** (2.0 - 2.0 / depth))
+
+
 def crossing_time(t: np.ndarray, a: np.ndarray, level: float) -> float:
     """First time a(t) reaches ``level`` (linear interpolation between samples t (T,), a (T,)); nan if never."""
     above = np.flatnonzero(a >= level)
