@@ -54,8 +54,9 @@ from ._src.optional import require
 from .data.hierarchical import HierarchicalData
 
 __all__ = ["Trajectory", "ReducedProblem", "init_weights", "product", "train", "analytic_strength", "effective_a0",
-           "half_time", "half_time_gd", "rise_time", "balanced_strength", "crossing_time", "window_error", "stages",
-           "plateau_times", "mode_table", "CompletionProblem", "completion_problem", "effective_rank", "log_times",
+           "half_time", "half_time_gd", "rise_time", "balanced_strength", "depth3_time",
+           "chain_stability_bound", "chain_gradient", "chain_descent", "steps_to", "crossing_time", "window_error",
+           "stages", "plateau_times", "mode_table", "CompletionProblem", "completion_problem", "effective_rank", "log_times",
            "FlowTrajectory", "factor_gradients", "symmetric_square_gradient", "balanced_factors", "factorised_flow",
            "symmetric_square_flow", "psd_power", "end_to_end_operator", "symmetric_square_operator",
            "seed_literal_operator", "end_to_end_flow", "min_frobenius_completion", "min_nuclear_norm_completion"]
@@ -289,6 +290,48 @@ def chain_stability_bound(s: float, depth: int) -> float:
     L = (s - w_D ... w_1)^2 / 2 at its balanced minimum w_i = s^{1/D}: the Hessian there is g g^T with
     g_i = s^{1 - 1/D}, so its top eigenvalue is D s^{2 - 2/D}."""
     return 2.0 / (depth * s ** (2.0 - 2.0 / depth))
+
+
+def chain_gradient(weights: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """Loss (R,) and gradient (R, D) of L = (target - w_D ... w_1)^2 / 2 for R chains ``weights`` (R, D) (x = 1).
+    dL/dw_i = (p - target) prod_{j != i} w_j with p the product, from exclusive prefix and suffix products (no
+    division, so exact at w_i = 0)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    ones = np.ones(weights.shape[:-1] + (1,))
+    prefix = np.cumprod(np.concatenate([ones, weights[..., :-1]], axis=-1), axis=-1)
+    suffix = np.cumprod(np.concatenate([ones, weights[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    residual = prefix[..., -1] * weights[..., -1] - target
+    return 0.5 * residual ** 2, residual[..., None] * prefix * suffix
+
+
+def chain_descent(weights: np.ndarray, target: float, lr, steps: int, *, blowup: float = 1e12) -> np.ndarray:
+    """Losses (steps + 1, R) of plain gradient descent w <- w - lr dL/dw on R chains of :func:`chain_gradient` from
+    ``weights`` (R, D), learning rate ``lr`` a scalar or (R,). A chain whose loss exceeds ``blowup`` times its initial
+    loss (or is not finite) is stopped and its later losses are inf."""
+    if steps < 0 or blowup <= 1:
+        raise ValueError(f"need steps >= 0 and blowup > 1, got steps={steps}, blowup={blowup}")
+    weights = np.array(weights, dtype=np.float64)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be (R, D), got shape {weights.shape}")
+    lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), weights.shape[:1])[:, None]
+    losses = np.empty((steps + 1, weights.shape[0]))
+    alive = np.ones(weights.shape[0], dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps + 1):
+            loss, grad = chain_gradient(weights, target)
+            if k == 0:
+                limit = blowup * np.maximum(loss, 1e-300)
+            alive &= np.isfinite(loss) & (loss <= limit)
+            losses[k] = np.where(alive, loss, np.inf)
+            weights = np.where(alive[:, None], weights - lr * grad, weights)
+    return losses
+
+
+def steps_to(losses: np.ndarray, fraction: float) -> np.ndarray:
+    """First step (R,) at which each column of ``losses`` (T, R) is at most ``fraction`` times its initial value;
+    nan where it never is."""
+    hit = losses <= fraction * losses[:1]
+    return np.where(hit.any(axis=0), np.argmax(hit, axis=0), np.nan)
 
 
 def crossing_time(t: np.ndarray, a: np.ndarray, level: float) -> float:
