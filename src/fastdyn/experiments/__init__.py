@@ -63,6 +63,7 @@ REGISTRY: dict[str, str] = {
     "hessian-spectrum": "fastdyn.experiments.hessian_spectrum",
     "weight-spectra": "fastdyn.experiments.weight_spectra",
     "loss-landscape": "fastdyn.experiments.loss_landscape",
+    "random-labels": "fastdyn.experiments.random_labels",
 }
 
 
