@@ -64,6 +64,7 @@ REGISTRY: dict[str, str] = {
     "weight-spectra": "fastdyn.experiments.weight_spectra",
     "loss-landscape": "fastdyn.experiments.loss_landscape",
     "random-labels": "fastdyn.experiments.random_labels",
+    "adversarial": "fastdyn.experiments.adversarial",
 }
 
 
