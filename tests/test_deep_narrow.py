@@ -44,3 +44,22 @@ def test_chain_descent_rejects_bad_arguments():
         dl.chain_descent(np.ones(3), 1.0, 0.1, 10)
     with pytest.raises(ValueError):
         dl.chain_descent(np.ones((1, 3)), 1.0, 0.1, -1)
+
+
+def test_steps_to_counts_from_where_the_loss_stays_below():
+    losses = np.array([[1.0, 1.0, 1.0], [0.005, 0.5, 0.5], [0.5, 0.005, 0.5], [0.001, 0.001, 0.5]])
+    np.testing.assert_array_equal(dl.steps_to(losses, 0.01), [3.0, 2.0, np.nan])
+
+
+def test_deep_narrow_quick(tmp_path):
+    summary = run_experiment("deep-narrow", tmp_path, quick=True, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())["summary"]
+    assert saved["bound_converged_below"] == saved["bound_depths"] == 4 and saved["bound_converged_above"] == 0
+    for d in (1, 2, 3, 4):   # the grid's best rate is not above the bound (D = 2: 1.004 x, held below 1 % by a cycle)
+        assert summary["best_lr_over_bound"][f"D={d}"] < 1.05
+    assert (tmp_path / "deep_narrow.png").exists()
+
+
+def test_deep_narrow_rejects_bad_config(tmp_path):
+    with pytest.raises(ValueError):
+        run_experiment("deep-narrow", tmp_path, quick=True, progress=False, overrides={"fraction": 1.5})

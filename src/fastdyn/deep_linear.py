@@ -328,10 +328,13 @@ def chain_descent(weights: np.ndarray, target: float, lr, steps: int, *, blowup:
 
 
 def steps_to(losses: np.ndarray, fraction: float) -> np.ndarray:
-    """First step (R,) at which each column of ``losses`` (T, R) is at most ``fraction`` times its initial value;
-    nan where it never is."""
-    hit = losses <= fraction * losses[:1]
-    return np.where(hit.any(axis=0), np.argmax(hit, axis=0), np.nan)
+    """First step (R,) from which each column of ``losses`` (T, R) stays at most ``fraction`` times its initial value
+    to the end (a run that dips below and comes back, oscillates or diverges has not trained); nan where its last
+    loss is above."""
+    above = losses > fraction * losses[:1]
+    last_above = losses.shape[0] - 1 - np.argmax(above[::-1], axis=0)
+    steps = np.where(above.any(axis=0), last_above + 1, 0).astype(float)
+    return np.where(above[-1], np.nan, steps)
 
 
 def crossing_time(t: np.ndarray, a: np.ndarray, level: float) -> float:

@@ -25,7 +25,7 @@ __all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attract
            "double_descent_ridgeless", "double_descent_features", "lowrank_singular_values", "lowrank_rank_and_error",
            "lowrank_scale", "parity_elimination_threshold",
            "parity_construction_figure", "parity_gradient_lemma", "parity_gradient_training", "parity_sgd_curves",
-           "parity_sgd_summary"]
+           "parity_sgd_summary", "deep_narrow_figure"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -1583,3 +1583,39 @@ def mean_field_vs_ntk_particles(hs, kept, initial, config):
 
 
 __all__ += ["mean_field_vs_ntk_summary", "mean_field_vs_ntk_particles"]
+
+
+# ---- deep narrow chain (seed 001) ------------------------------------------------------------------------------
+def deep_narrow_figure(depths, lrs, grid, fixed, fixed_lr, best_lr, bounds, bound_final, margin, scales,
+                       init_depths, init_steps):
+    """Four panels of the 1-D chain: steps to the loss fraction against depth (fixed and best lr); steps against lr
+    per depth with the stability bound dotted; final loss just below / above the bound per depth; steps against the
+    initial scale. grid (n_depths, n_lr), bound_final (n_depths, 2), init_steps (len(init_depths), n_scales)."""
+    fig, axes = new_figure(4, 1, width=3.9, height=3.3)
+    ax = axes[0, 0]
+    ax.plot(depths, fixed, "o-", label=f"lr = {fixed_lr:g}")
+    ax.plot(depths, np.nanmin(grid, axis=1), "s-", label="best lr of the grid")
+    ax.set(yscale="log", xlabel="depth D", ylabel="steps to the loss fraction", title="depth slows learning")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    colours = viridis_colours(len(depths))
+    for d, row, bound, colour in zip(depths, grid, bounds, colours):
+        ax.plot(lrs, row, color=colour, label=f"D={d}")
+        ax.axvline(bound, color=colour, ls=":", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="steps (gap: no convergence)",
+           title="steps against lr; dotted: 2/(D s^(2-2/D))")
+    ax.legend(fontsize=6, ncol=2)
+    ax = axes[0, 2]
+    floor = 1e-32
+    ax.semilogy(depths, np.maximum(bound_final[:, 0], floor), "o-", label=f"lr = (1-{margin:g}) x bound")
+    ax.semilogy(depths, np.where(np.isfinite(bound_final[:, 1]), np.maximum(bound_final[:, 1], floor), 1e3), "x-",
+                label=f"lr = (1+{margin:g}) x bound (1e3: diverged)")
+    ax.set(xlabel="depth D", ylabel="final loss", title="stability bound by simulation")
+    ax.legend(fontsize=7)
+    ax = axes[0, 3]
+    for d, row in zip(init_depths, init_steps):
+        ax.loglog(scales, row, "o-", ms=3, label=f"D={d}")
+    ax.set(xlabel="initial scale c (w_i = c)", ylabel=f"steps at lr = {fixed_lr:g}", title="initial scale")
+    ax.legend(fontsize=8)
+    fig.axes[1].plot(best_lr, np.nanmin(grid, axis=1), "k*", ms=6)
+    return fig

@@ -37,6 +37,7 @@ from .._src.threads import limit_threads
 REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
     "deep-linear": "fastdyn.experiments.deep_linear",
+    "deep-narrow": "fastdyn.experiments.deep_narrow",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
