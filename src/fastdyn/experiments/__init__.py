@@ -66,6 +66,7 @@ REGISTRY: dict[str, str] = {
     "loss-landscape": "fastdyn.experiments.loss_landscape",
     "random-labels": "fastdyn.experiments.random_labels",
     "adversarial": "fastdyn.experiments.adversarial",
+    "remedies": "fastdyn.experiments.remedies",
 }
 
 
