@@ -107,6 +107,9 @@ def main(argv=None) -> int:
     sweep.add_argument("--threads", type=int, default=1, help="threads per worker (torch threads per point)")
     sweep.add_argument("--in-process", action="store_true",
                        help="LocalCluster workers as threads of this process (quick start, small sweeps)")
+    sweep.add_argument("--device", default=None,
+                       help="cpu or cuda; cuda points go to workers started with --resources GPU=1")
+    sweep.add_argument("--retries", type=int, default=2, help="re-runs of a point that raised or lost its worker")
     sweep.add_argument("--out", default=None, help="output directory (default runs/sweep-NAME)")
     sweep.add_argument("--no-progress", action="store_true")
 
@@ -154,10 +157,15 @@ def _dispatch(args) -> int:
         defaults = load(args.name).config(args.quick)
         grid = parse_grid(args.grid, defaults)
         out = Path(args.out or Path("runs") / f"sweep-{args.name}")
+        overrides = _key_values(args.overrides)
+        if args.device is not None:
+            if "device" not in defaults:
+                raise ValueError(f"experiment {args.name!r} has no 'device' setting; drop --device")
+            overrides["device"] = args.device
         table, report = sweep(args.name, grid, out, seeds=args.seeds, quick=args.quick,
-                              overrides=_key_values(args.overrides), scheduler=args.scheduler,
+                              overrides=overrides, scheduler=args.scheduler,
                               n_workers=args.workers, threads_per_worker=args.threads,
-                              processes=not args.in_process,
+                              processes=not args.in_process, retries=args.retries,
                               progress=not args.no_progress)
         print(f"{len(report['ran'])} ran, {len(report['skipped'])} skipped (already done), "
               f"{len(report['failed'])} failed")

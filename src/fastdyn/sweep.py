@@ -1,22 +1,37 @@
 """Grids of experiment runs on dask.distributed, resumable point by point.
 
 Each point (an experiment, ``quick``, and its full merged config) is stored under ``out/points/<hash>/`` where
-the hash is of that config: a re-run finds finished points (``results.json`` present) and skips them; a point
-that raises is reported (``error.txt``) without losing the others. The finished points gather into one table
-``out/results.csv`` (and ``results.parquet`` when pyarrow is installed) and a plot ``out/sweep.png``.
+the hash is of that config: a re-run finds finished points and skips them; a point that raises is reported
+(``error.txt``) without losing the others. The finished points gather into one table ``out/results.csv`` (and
+``results.parquet`` when pyarrow is installed) and a plot ``out/sweep.png``.
+
+Crashes and concurrency. A point is done only when ``points/<hash>/results.json`` parses (run_experiment writes it
+atomically, with the config and environment). Each attempt at a point runs into its own staging directory
+``points/.<hash>.<host>.<pid>.<token>`` and is then renamed onto ``points/<hash>`` in one ``os.rename``: a worker
+killed mid-point leaves only a staging directory (removed by the next sweep once its owner process is gone, or
+when it is older than a day on another host) and the point is run again; two attempts at one point (two sweeps
+into one directory, or dask re-running a task it thought lost) cannot mix their files: the first rename wins and
+the later attempt, whose results are those of the same config, is discarded. ``out/log.jsonl`` is an append-only
+record of every attempt's "start" and its "finish", "discard" (someone finished first) or "error".
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
+import os
+import re
+import shutil
+import socket
+import time
 import traceback
+import uuid
 from pathlib import Path
 
 from . import plotting
 from ._src.optional import require
 from ._src.threads import limit_threads
-from .experiments import load, merge_config, parse_value, run_experiment
+from .experiments import load, merge_config, parse_value, replace_atomic, run_experiment, write_json_atomic
 
 
 def parse_grid(items: list[str], defaults: dict) -> dict[str, list]:
@@ -64,43 +79,120 @@ def points(name: str, grid: dict[str, list], *, seeds: int | None = None, quick:
 
 def run_point(name: str, directory: str, quick: bool, overrides: dict, threads: int | None = None) -> dict:
     """Run one point into ``directory`` (on a worker) with ``threads`` torch threads (None or 0: the worker's
-    setting); returns its summary or raises."""
+    setting), through a staging directory renamed into place (see the module's docstring); returns its summary or
+    raises."""
     directory = Path(directory)
+    log = directory.parent.parent / "log.jsonl"
+    staging = directory.parent / f".{directory.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    _log(log, "start", directory.name)
     try:
         with limit_threads(threads or 0):
-            summary = run_experiment(name, directory, quick=quick, overrides=overrides, progress=False)
+            summary = run_experiment(name, staging, quick=quick, overrides=overrides, progress=False)
     except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        directory.mkdir(exist_ok=True)
         (directory / "error.txt").write_text(traceback.format_exc())
+        _log(log, "error", directory.name)
         raise
-    (directory / "error.txt").unlink(missing_ok=True)
+    _log(log, _install(staging, directory), directory.name)
     return summary
+
+
+def is_done(directory: str | Path) -> bool:
+    """Whether the point at ``directory`` finished: its results.json exists and parses with a summary."""
+    try:
+        return "summary" in json.loads((Path(directory) / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _install(staging: Path, directory: Path) -> str:
+    """Rename ``staging`` onto ``directory`` unless another attempt finished it first; "finish" or "discard"."""
+    while True:
+        try:
+            os.rename(staging, directory)  # atomic; fails when directory exists and is not empty
+            return "finish"
+        except OSError:
+            if is_done(directory):
+                shutil.rmtree(staging, ignore_errors=True)
+                return "discard"
+            trash = directory.parent / f".{directory.name}.trash.{uuid.uuid4().hex[:8]}"
+            try:  # an unfinished directory (an earlier error.txt): set it aside, then try again
+                os.rename(directory, trash)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def _log(path: Path, event: str, point: str) -> None:
+    """Append one line to the sweep's log (one O_APPEND write: lines of concurrent writers do not interleave)."""
+    line = json.dumps({"event": event, "point": point, "host": socket.gethostname(), "pid": os.getpid(),
+                       "time": round(time.time(), 3)}) + "\n"
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(handle, line.encode())
+    finally:
+        os.close(handle)
+
+
+def _clean_staging(points_dir: Path, max_age: float = 86400.0) -> None:
+    """Remove staging directories of attempts that are over: their process on this host is gone, or (other hosts)
+    they are older than ``max_age`` seconds; and set-aside trash."""
+    host = socket.gethostname()
+    for path in points_dir.glob(".*"):
+        match = _STAGING.fullmatch(path.name)
+        if path.name.split(".")[2:3] == ["trash"]:
+            over = True
+        elif match and match["host"] == host:
+            over = not _alive(int(match["pid"]))
+        else:
+            over = time.time() - path.stat().st_mtime > max_age
+        if over:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_STAGING = re.compile(r"\.(?P<point>[0-9a-f]{16})\.(?P<host>.+)\.(?P<pid>[0-9]+)\.(?P<token>[0-9a-f]{8})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | None = None, quick: bool = False,
           overrides: dict | None = None, scheduler: str | None = None, n_workers: int = 2,
-          processes: bool = True, threads_per_worker: int = 1, progress: bool = True):
+          processes: bool = True, threads_per_worker: int = 1, retries: int = 2, progress: bool = True):
     """Run the grid on dask (a LocalCluster, or the cluster at ``scheduler``) and gather the table.
 
+    A point whose config has ``device`` "cuda..." asks for the worker resource ``GPU=1`` (start GPU workers with
+    ``--resources GPU=1``); ``retries`` is dask's number of re-runs of a point that raised or whose worker died.
     Returns ``(table, report)``: a pandas DataFrame with one row per point (swept values, status, flattened
     summary) and ``{"ran": [...], "skipped": [...], "failed": {hash: message}}``.
     """
     distributed = require("dask.distributed", "sweep", "fastdyn.sweep")
     Client, LocalCluster, as_completed = distributed.Client, distributed.LocalCluster, distributed.as_completed
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
 
     out = Path(out)
     todo = points(name, grid, seeds=seeds, quick=quick, overrides=overrides)
     (out / "points").mkdir(parents=True, exist_ok=True)
+    _clean_staging(out / "points")
     report: dict = {"ran": [], "skipped": [], "failed": {}}
     pending = []
     for point in todo:
         directory = out / "points" / point["hash"]
-        if (directory / "results.json").exists():
+        if is_done(directory):
             report["skipped"].append(point["hash"])
         else:
-            directory.mkdir(exist_ok=True)
             pending.append((point, directory))
-    (out / "sweep.json").write_text(json.dumps({"experiment": name, "quick": quick, "grid": grid, "seeds": seeds,
-                                                "overrides": overrides or {}}, indent=2, default=str))
+    write_json_atomic(out / "sweep.json", {"experiment": name, "quick": quick, "grid": grid, "seeds": seeds,
+                                           "overrides": overrides or {}})
     if pending:
         cluster = None
         if scheduler is None:
@@ -111,7 +203,8 @@ def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | Non
             client = Client(scheduler)
         try:
             futures = {client.submit(run_point, name, str(directory), quick, point["overrides"],
-                                     threads_per_worker, pure=False, key=f"point-{point['hash']}"): point
+                                     threads_per_worker, pure=False, key=f"point-{point['hash']}", retries=retries,
+                                     resources={"GPU": 1} if _wants_gpu(point["config"]) else None): point
                        for point, directory in pending}
             bar = None
             if progress:
@@ -125,6 +218,9 @@ def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | Non
                 else:
                     report["ran"].append(point["hash"])
                 if bar:
+                    keys = {future.key for future in futures} - {f"point-{h}" for h in report["ran"]}
+                    running = sum(len(keys & set(k)) for k in client.processing().values())
+                    bar.set_postfix(running=running, failed=len(report["failed"]), refresh=False)
                     bar.update(1)
             if bar:
                 bar.close()
@@ -136,6 +232,10 @@ def sweep(name: str, grid: dict[str, list], out: str | Path, *, seeds: int | Non
     return table, report
 
 
+def _wants_gpu(config: dict) -> bool:
+    return str(config.get("device", "cpu")).startswith("cuda")
+
+
 def gather(out: Path, todo: list[dict], report: dict):
     """Collect every point's results into ``results.csv`` (+ parquet) and ``sweep.png``."""
     pd = require("pandas", "experiments", "fastdyn.sweep")
@@ -143,20 +243,22 @@ def gather(out: Path, todo: list[dict], report: dict):
     rows = []
     for point in todo:
         row = dict(point["values"], hash=point["hash"])
-        path = out / "points" / point["hash"] / "results.json"
-        if path.exists():
+        directory = out / "points" / point["hash"]
+        if is_done(directory):
             row["status"] = "done"
-            row.update(_flatten(json.loads(path.read_text())["summary"]))
+            row.update(_flatten(json.loads((directory / "results.json").read_text())["summary"]))
         else:
             row["status"] = "failed" if point["hash"] in report["failed"] else "missing"
             row["error"] = report["failed"].get(point["hash"], "")
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
+    with replace_atomic(out / "results.csv") as temporary:  # atomic: concurrent sweeps may gather at once
+        table.to_csv(temporary, index=False)
     try:
         import pyarrow  # noqa: F401
 
-        table.to_parquet(out / "results.parquet", index=False)
+        with replace_atomic(out / "results.parquet") as temporary:
+            table.to_parquet(temporary, index=False)
     except ImportError:
         pass
     if todo:

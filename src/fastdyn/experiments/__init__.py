@@ -21,9 +21,12 @@ experiment's own files, and returns the summary.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +41,7 @@ REGISTRY: dict[str, str] = {
     "lazy-vs-feature": "fastdyn.experiments.lazy_vs_feature",
     "deep-linear": "fastdyn.experiments.deep_linear",
     "deep-narrow": "fastdyn.experiments.deep_narrow",
+    "deep-linear-init": "fastdyn.experiments.deep_linear_init",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
@@ -146,12 +150,49 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides
     config = merge_config(defaults, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"experiment": name, "quick": quick, "config": config}
-    (out / "config.json").write_text(json.dumps(meta, indent=2))
+    meta = {"experiment": name, "quick": quick, "config": config, "environment": environment(config)}
+    write_json_atomic(out / "config.json", meta)
     start = time.perf_counter()
     with limit_threads(int(config.get("threads", 0))):
         summary = experiment.run(config, out, progress=progress)
     # the CPU kernels' instruction-set path: results of different paths agree to rounding, not bitwise
-    meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2), cpu_isa=cpu_isa())
-    (out / "results.json").write_text(json.dumps(meta, indent=2, default=float))
+    meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2), cpu_isa=meta["environment"]["cpu_isa"])
+    write_json_atomic(out / "results.json", meta)
     return summary
+
+
+def environment(config: dict) -> dict:
+    """Where a run ran: fastdyn's version, the config's backend and device, the CPU kernels' ISA and, on CUDA, the
+    GPU's name."""
+    import torch
+
+    from .. import __version__
+
+    device = str(config.get("device", "cpu"))
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") and torch.cuda.is_available() \
+        else None
+    return {"fastdyn": __version__, "backend": config.get("backend"), "device": device, "cpu_isa": cpu_isa(),
+            "gpu": gpu}
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (see :func:`replace_atomic`)."""
+    with replace_atomic(path) as temporary:
+        temporary.write_text(json.dumps(obj, indent=2, default=float))
+
+
+@contextlib.contextmanager
+def replace_atomic(path: str | Path):
+    """Yield a temporary path in ``path``'s directory to write; on success it is flushed to disk and
+    ``os.replace``d onto ``path``, so readers see the old file or the whole new one, never a truncated one."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
