@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from fastdyn.sweep import point_hash, points, run_point, sweep
+import fastdyn
+from fastdyn.sweep import is_done, point_hash, points, run_point, sweep
 
 NAME = "lazy-vs-feature"
 TINY = {"p": 40, "p_test": 100, "h": 24, "max_steps": 60, "grid": 11}
@@ -75,3 +76,37 @@ def test_sweep_skips_points_whose_results_exist(tmp_path):
     assert list(table["hash"]) == [point["hash"] for point in todo]
     assert list(table["status"]) == ["done", "done"] and list(table["h"]) == [16, 24]
     assert list(table["alpha=0.01/test_err"]) == [0.25, 0.5]
+
+
+def test_a_truncated_results_file_is_not_done_and_its_point_is_run_again(tmp_path):
+    """A results.json cut short (a writer killed mid-write, before writes were atomic) does not count as done."""
+    grid = {"h": [16]}
+    (point,) = points(NAME, grid, quick=True, overrides=TINY)
+    directory = tmp_path / "points" / point["hash"]
+    directory.mkdir(parents=True)
+    (directory / "results.json").write_text('{"summary": {"alpha=0.01": {"test_err": 0.')
+    assert not is_done(directory)
+    table, report = sweep(NAME, grid, tmp_path, quick=True, overrides=TINY, processes=False, n_workers=1,
+                          progress=False)
+    assert report["ran"] == [point["hash"]] and is_done(directory) and list(table["status"]) == ["done"]
+    results = json.loads((directory / "results.json").read_text())
+    assert results["environment"]["fastdyn"] == fastdyn.__version__ and results["environment"]["device"] == "cpu"
+    assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+    events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert events == ["start", "finish"]
+
+
+def test_a_second_attempt_at_a_finished_point_is_discarded(tmp_path):
+    directory = tmp_path / "points" / "0123456789abcdef"
+    run_point(NAME, str(directory), True, TINY)
+    first = (directory / "results.json").read_text()
+    run_point(NAME, str(directory), True, dict(TINY, p=41))  # another attempt (here a different run) comes second
+    assert (directory / "results.json").read_text() == first
+    events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert events == ["start", "finish", "start", "discard"]
+    assert not list((tmp_path / "points").glob(".*"))
+
+
+def test_sweep_refuses_bad_retries(tmp_path):
+    with pytest.raises(ValueError, match="retries"):
+        sweep(NAME, {"h": [16]}, tmp_path, quick=True, overrides=TINY, retries=-1, progress=False)
