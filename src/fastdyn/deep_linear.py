@@ -53,7 +53,8 @@ from ._src import checks
 from ._src.optional import require
 from .data.hierarchical import HierarchicalData
 
-__all__ = ["Trajectory", "ReducedProblem", "init_weights", "product", "train", "analytic_strength", "effective_a0",
+__all__ = ["Trajectory", "ReducedProblem", "init_weights", "orthogonal_weights", "rsa_correlation",
+           "product", "train", "analytic_strength", "effective_a0",
            "half_time", "half_time_gd", "rise_time", "balanced_strength", "depth3_time",
            "chain_stability_bound", "chain_gradient", "chain_descent", "steps_to", "crossing_time", "window_error",
            "stages", "plateau_times", "mode_table", "CompletionProblem", "completion_problem", "effective_rank", "log_times",
@@ -84,6 +85,34 @@ def init_weights(widths: list[int], gamma: float, rng: np.random.Generator) -> l
     """Weights W_l of shape (widths[l+1], widths[l]) drawn from N(0, gamma / sqrt(n_in + n_out)) in fp64."""
     return [rng.standard_normal((n_out, n_in)) * (gamma / math.sqrt(n_in + n_out))
             for n_in, n_out in zip(widths[:-1], widths[1:])]
+
+
+def orthogonal_weights(widths: list[int], gamma: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Weights W_l of shape (widths[l+1], widths[l]), each gamma times a random semi-orthogonal matrix (orthonormal
+    columns or rows, from the QR of a Gaussian with signs fixed: Haar), in fp64: every singular value is gamma
+    ("dynamic isometry" at gamma = 1; Saxe et al. 2014)."""
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma!r}")
+    weights = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        q, r = np.linalg.qr(rng.standard_normal((max(n_in, n_out), min(n_in, n_out))))
+        q = q * np.sign(np.diag(r))
+        weights.append(gamma * (q if n_out >= n_in else q.T))
+    return weights
+
+
+def rsa_correlation(hidden: np.ndarray, ideal: np.ndarray) -> np.ndarray:
+    """Pearson correlation (T,) over the off-diagonal entries between each representational similarity matrix
+    H_t H_t^T of ``hidden`` (T, P, h) and ``ideal`` (P, P); nan where H_t H_t^T is constant off the diagonal."""
+    hidden = np.asarray(hidden, dtype=np.float64)
+    upper = np.triu_indices(hidden.shape[1], 1)
+    rsm = np.einsum("tph,tqh->tpq", hidden, hidden)[:, upper[0], upper[1]]
+    target = np.asarray(ideal, dtype=np.float64)[upper]
+    rsm = rsm - rsm.mean(axis=1, keepdims=True)
+    target = target - target.mean()
+    norm = np.linalg.norm(rsm, axis=1) * np.linalg.norm(target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, rsm @ target / norm, np.nan)
 
 
 def product(weights: list[np.ndarray]) -> np.ndarray:

@@ -25,7 +25,7 @@ __all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attract
            "double_descent_ridgeless", "double_descent_features", "lowrank_singular_values", "lowrank_rank_and_error",
            "lowrank_scale", "parity_elimination_threshold",
            "parity_construction_figure", "parity_gradient_lemma", "parity_gradient_training", "parity_sgd_curves",
-           "parity_sgd_summary", "deep_narrow_figure"]
+           "parity_sgd_summary", "deep_narrow_figure", "deep_linear_init_curves", "deep_linear_init_rsms"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -1618,4 +1618,42 @@ def deep_narrow_figure(depths, lrs, grid, fixed, fixed_lr, best_lr, bounds, boun
     ax.set(xlabel="initial scale c (w_i = c)", ylabel=f"steps at lr = {fixed_lr:g}", title="initial scale")
     ax.legend(fontsize=8)
     fig.axes[1].plot(best_lr, np.nanmin(grid, axis=1), "k*", ms=6)
+    return fig
+
+
+def deep_linear_init_curves(curves, hidden_layers, inits):
+    """Per number of hidden layers (rows): the loss over training (left) and the correlation of the first hidden
+    layer's RSM with the tree's shared-ancestor similarity (right), one colour per init, one thin line per seed.
+    curves[f"{n} hidden, {init}"] holds times (T,), loss (S, T), rsa (S, T)."""
+    fig, axes = new_figure(2, len(hidden_layers), width=4.6, height=3.2)
+    for row, n_hidden in zip(axes, hidden_layers):
+        for k, init in enumerate(inits):
+            curve = curves[f"{n_hidden} hidden, {init}"]
+            for j, (loss, rsa) in enumerate(zip(curve["loss"], curve["rsa"])):
+                label = init if j == 0 else None
+                row[0].plot(curve["times"], loss, color=f"C{k}", lw=0.8, label=label)
+                row[1].plot(curve["times"], rsa, color=f"C{k}", lw=0.8, label=label)
+        row[0].set(yscale="log", xlabel="epoch", ylabel="loss", title=f"{n_hidden} hidden layer(s): loss, all seeds")
+        row[1].set(xlabel="epoch", ylabel="corr(RSM, shared ancestors)", ylim=(-0.5, 1.02),
+                   title=f"{n_hidden} hidden layer(s): RSA, all seeds")
+        row[0].legend(fontsize=8)
+        row[1].legend(fontsize=8)
+    return fig
+
+
+def deep_linear_init_rsms(curves, ideal, item_names, hidden_layers, inits):
+    """The tree's shared-ancestor similarity (first column) and the final first-hidden-layer RSM H H^T (seed 0,
+    scaled by its largest entry) for each init (columns) and number of hidden layers (rows)."""
+    fig, axes = new_figure(len(inits) + 1, len(hidden_layers), width=2.4, height=2.4)
+    for row, n_hidden in zip(axes, hidden_layers):
+        row[0].imshow(ideal / ideal.max(), cmap="RdBu_r", vmin=-1, vmax=1)
+        row[0].set_title("shared ancestors", fontsize=8)
+        for ax, init in zip(row[1:], inits):
+            rsm = curves[f"{n_hidden} hidden, {init}"]["final_rsm"]
+            ax.imshow(rsm / np.abs(rsm).max(), cmap="RdBu_r", vmin=-1, vmax=1)
+            ax.set_title(f"{n_hidden} hidden, {init}: final", fontsize=8)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks(range(len(item_names)))
+            ax.set_yticklabels(item_names if ax is row[0] else [], fontsize=6)
     return fig
