@@ -42,7 +42,6 @@ REGISTRY: dict[str, str] = {
     "deep-linear": "fastdyn.experiments.deep_linear",
     "deep-narrow": "fastdyn.experiments.deep_narrow",
     "deep-linear-init": "fastdyn.experiments.deep_linear_init",
-    "deep-linear-init": "fastdyn.experiments.deep_linear_init",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
