@@ -39,6 +39,7 @@ def test_deep_linear_init_quick(tmp_path):
     # gamma = 10 fits the data too but keeps a seed-dependent, less tree-like RSM
     assert small["final_loss"] < 1e-20 and orthogonal["final_loss"] < 1e-20
     assert abs(small["rsa_final_mean"] - orthogonal["rsa_final_mean"]) < 1e-3 and small["rsa_final_mean"] > 0.9
+    assert abs(small["rsa_final_mean"] - small["rsa_balanced_theory"]) < 1e-4     # V S V^T of the balanced theory
     assert small["final_rsm_between_seeds_min_r"] > 0.9999 and large["final_rsm_between_seeds_min_r"] < 0.99
     assert large["rsa_final_mean"] < small["rsa_final_mean"] - 0.1
     (tmp_path / "init_rsa.png").stat()

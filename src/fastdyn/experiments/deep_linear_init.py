@@ -12,7 +12,8 @@ mean squared error, flow by RK4 in epochs) with the three initialisations the se
 For each init and number of hidden layers, ``n_seeds`` networks (different initial weights, same data) are trained.
 Measured: the loss trajectory; the correlation (over off-diagonal entries, :func:`fastdyn.deep_linear.rsa_correlation`)
 between the first hidden layer's similarity matrix H H^T and the tree's ideal similarity, the number of shared
-ancestors (depth + 1 - tree distance), over training; how nearly the retrainings agree (spread of that correlation
+ancestors (depth + 1 - tree distance), over training, against the balanced theory's final V S^{2/L} V^T (L
+weight matrices); how nearly the retrainings agree (spread of that correlation
 across seeds, correlation between the final RSMs of different seeds).
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     out = Path(out)
     log = print if progress else (lambda *args, **kw: None)
     data = hierarchical(config["depth"], config["branching"], config["n_features"], config["flip"], config["seed"])
-    u, _, v = correlation_svd(data.inputs, data.targets)
+    u, s_yx, v = correlation_svd(data.inputs, data.targets)
     ideal = data.depth + 1 - data.tree_distance()        # (P, P) number of shared ancestors
     upper = np.triu_indices(data.n_items, 1)
 
@@ -77,6 +78,8 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     for n_hidden in config["hidden_layers"]:
         widths = [data.n_items] + [config["hidden"]] * n_hidden + [data.n_features]
         epochs = config["epochs"] if n_hidden == 1 else config["epochs_two_hidden"]
+        # balanced small-init theory: W_1 = R S^{1/L} V^T for L = n_hidden + 1 layers, so H H^T = V S^{2/L} V^T
+        theory = float(dl.rsa_correlation((v * (s_yx * data.n_items) ** (1.0 / (n_hidden + 1)))[None], ideal)[0])
         for init in INITS:
             name = f"{n_hidden} hidden, {init}"
             dt = 1.0 / (config["steps_per_epoch_two_hidden_large"] if (n_hidden, init) == (2, "large")
@@ -103,6 +106,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
             summary[name] = {
                 "final_loss": mean_std(losses[:, -1])[0], "initial_loss": mean_std(losses[:, 0])[0],
                 "rsa_initial_mean": mean_std(rsa[:, 0])[0], "rsa_final_mean": final_rsa[0],
+                "rsa_balanced_theory": theory,
                 "rsa_final_sd": final_rsa[1], "rsa_max_sd_over_time": float(np.nanmax(rsa.std(axis=0))),
                 "final_rsm_between_seeds_min_r": float(min(between)),
                 "loss_max_relative_sd": float(np.max(losses.std(axis=0) / losses.mean(axis=0))),
