@@ -54,6 +54,7 @@ from ._src.optional import require
 from .data.hierarchical import HierarchicalData
 
 __all__ = ["Trajectory", "ReducedProblem", "init_weights", "orthogonal_weights", "rsa_correlation",
+           "new_item_representation",
            "product", "train", "analytic_strength", "effective_a0",
            "half_time", "half_time_gd", "rise_time", "balanced_strength", "depth3_time",
            "chain_stability_bound", "chain_gradient", "chain_descent", "steps_to", "crossing_time", "window_error",
@@ -113,6 +114,19 @@ def rsa_correlation(hidden: np.ndarray, ideal: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(rsm, axis=1) * np.linalg.norm(target)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norm > 0, rsm @ target / norm, np.nan)
+
+
+def new_item_representation(w_out: np.ndarray, observed: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Hidden vector h (h,) of a new item added to a trained net with one hidden layer by learning only its input
+    weights (its new one-hot column of W_1, from 0) on the features ``observed`` (K,) with target ``values`` (K,):
+    gradient flow on ||values - w_out[observed] h||^2 from h = 0 ends at the minimum-norm least-squares solution
+    pinv(w_out[observed]) values. w_out: (n_out, h) the trained last layer (kept fixed)."""
+    w_out, values = np.asarray(w_out, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    observed = np.asarray(observed)
+    if w_out.ndim != 2 or observed.ndim != 1 or values.shape != observed.shape:
+        raise ValueError(f"need w_out (n_out, h), observed (K,), values (K,); got {w_out.shape}, {observed.shape}, "
+                         f"{values.shape}")
+    return np.linalg.lstsq(w_out[observed], values, rcond=None)[0]
 
 
 def product(weights: list[np.ndarray]) -> np.ndarray:

@@ -25,7 +25,8 @@ __all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attract
            "double_descent_ridgeless", "double_descent_features", "lowrank_singular_values", "lowrank_rank_and_error",
            "lowrank_scale", "parity_elimination_threshold",
            "parity_construction_figure", "parity_gradient_lemma", "parity_gradient_training", "parity_sgd_curves",
-           "parity_sgd_summary", "deep_narrow_figure", "deep_linear_init_curves", "deep_linear_init_rsms"]
+           "parity_sgd_summary", "deep_narrow_figure", "deep_linear_init_curves", "deep_linear_init_rsms",
+           "deep_linear_generalise"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -1656,4 +1657,25 @@ def deep_linear_init_rsms(curves, ideal, item_names, hidden_layers, inits):
             ax.set_xticks([])
             ax.set_yticks(range(len(item_names)))
             ax.set_yticklabels(item_names if ax is row[0] else [], fontsize=6)
+    return fig
+
+
+def deep_linear_generalise(table, item_names, sibling):
+    """A new item learned from K of its features. Left: sign accuracy on its other features against K, on those
+    where it agrees with its parent node and on its own flips. Right: cosine similarity of its hidden vector to each
+    known item's against K. table: [(K, accuracy agreeing, accuracy flips, similarities (P,))]."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.3)
+    known = [row[0] for row in table]
+    axes[0, 0].plot(known, [row[1] for row in table], "o-", label="features shared with its parent node")
+    axes[0, 0].plot(known, [row[2] for row in table], "s-", label="its own flips (exceptions)")
+    axes[0, 0].axhline(0.5, color="gray", lw=0.5)
+    axes[0, 0].set(xscale="log", ylim=(0, 1), xlabel="K features trained", ylabel="sign accuracy, other features",
+                   title=f"new sibling of {sibling}")
+    axes[0, 0].legend(fontsize=7)
+    similarity = np.array([row[3] for row in table])
+    for i, name in enumerate(item_names):
+        axes[0, 1].plot(known, similarity[:, i], "o-", ms=3, color=f"C{i}", label=name)
+    axes[0, 1].set(xscale="log", xlabel="K features trained", ylabel="cosine to known item's hidden vector",
+                   title="hidden similarity of the new item")
+    axes[0, 1].legend(fontsize=6, ncol=2)
     return fig

@@ -42,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "deep-linear": "fastdyn.experiments.deep_linear",
     "deep-narrow": "fastdyn.experiments.deep_narrow",
     "deep-linear-init": "fastdyn.experiments.deep_linear_init",
+    "deep-linear-generalise": "fastdyn.experiments.deep_linear_generalise",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
