@@ -26,7 +26,7 @@ __all__ = ["new_figure", "save_figure", "viridis_colours", "log_ticks", "attract
            "lowrank_scale", "parity_elimination_threshold",
            "parity_construction_figure", "parity_gradient_lemma", "parity_gradient_training", "parity_sgd_curves",
            "parity_sgd_summary", "deep_narrow_figure", "deep_linear_init_curves", "deep_linear_init_rsms",
-           "deep_linear_generalise"]
+           "deep_linear_generalise", "deep_linear_depth3"]
 
 DPI = 90  # keeps figures well under 300 KB
 
@@ -1678,4 +1678,24 @@ def deep_linear_generalise(table, item_names, sibling):
     axes[0, 1].set(xscale="log", xlabel="K features trained", ylabel="cosine to known item's hidden vector",
                    title="hidden similarity of the new item")
     axes[0, 1].legend(fontsize=6, ncol=2)
+    return fig
+
+
+def deep_linear_depth3(times, modes, loss, s, tau, rows, stage_times):
+    """Two hidden layers. Left: every mode a_k(t)/s_k (solid) and the closed-form balanced depth-3 trajectory
+    through its measured 10 % point (dashed, :func:`fastdyn.deep_linear.depth3_time` inverted on a grid). Right:
+    the loss with the detected stages. modes (T, r), rows: the experiment's per-mode dicts (t10)."""
+    fig, axes = new_figure(2, 1, width=4.8, height=3.4)
+    fractions = np.linspace(0.1, 0.995, 200)
+    for k, (s_k, row) in enumerate(zip(s, rows)):
+        axes[0, 0].plot(times, modes[:, k] / s_k, color=f"C{k}", lw=1.2, label=f"s={s_k:.1f}")
+        if np.isfinite(row["t10"]):
+            t = row["t10"] + deep_linear.depth3_time(fractions * s_k, s_k, 0.1 * s_k, tau)
+            axes[0, 0].plot(t, fractions, "k--", lw=0.7)
+    axes[0, 0].set(xlabel="epoch", ylabel="a / s", title="modes (dashed: closed form from the 10 % point)")
+    axes[0, 0].legend(fontsize=6, ncol=2)
+    axes[0, 1].semilogy(times, loss, "k")
+    for t in stage_times:
+        axes[0, 1].axvline(t, color="C3", lw=0.6)
+    axes[0, 1].set(xlabel="epoch", ylabel="loss", title=f"two hidden layers: {len(stage_times)} stages (red)")
     return fig

@@ -43,6 +43,7 @@ REGISTRY: dict[str, str] = {
     "deep-narrow": "fastdyn.experiments.deep_narrow",
     "deep-linear-init": "fastdyn.experiments.deep_linear_init",
     "deep-linear-generalise": "fastdyn.experiments.deep_linear_generalise",
+    "deep-linear-depth3": "fastdyn.experiments.deep_linear_depth3",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
