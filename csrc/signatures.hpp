@@ -10,6 +10,8 @@
 
 #include <cmath>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "buffer.hpp"
 
@@ -170,6 +172,42 @@ void bind_hinge_gradient(pybind11::module_& m, Kernel kernel) {
       "points with F y < 1), L = sum_i relu(1 - F_i y_i) / (p alpha^2).",
       py::arg("f"), py::arg("f0"), py::arg("y"), py::arg("g"), py::arg("result"), py::kw_only(), py::arg("alpha"),
       py::arg(Device::kLast));
+}
+
+// kernel(sigma, theta, var1, var2, weight_vars, bias_vars, layers, n1, n2, erf, symmetric, last)
+template <typename Device, typename Kernel>
+void bind_fc_kernels(pybind11::module_& m, Kernel kernel) {
+  namespace py = pybind11;
+  m.def(
+      "fc_kernels",
+      [kernel](Buffer sigma, Buffer theta, Buffer var1, Buffer var2, Buffer weight_vars, Buffer bias_vars,
+               const std::string& act, bool symmetric, typename Device::Last last) {
+        Call call("fc_kernels", Device::kType);
+        call.check("sigma", sigma, {"n1", "n2"});
+        call.check("theta", theta, {"n1", "n2"});
+        call.check("var1", var1, {"layers", "n1"});
+        call.check("var2", var2, {"layers", "n2"});
+        call.check("weight_vars", weight_vars, {"layers"}, Dtype::kFloat64);
+        call.check("bias_vars", bias_vars, {"layers"}, Dtype::kFloat64);
+        if (act != "relu" && act != "erf")
+          throw std::invalid_argument("fc_kernels: act must be 'relu' or 'erf', got '" + act + "'");
+        const long layers = call.size("layers"), n1 = call.size("n1"), n2 = call.size("n2");
+        if (symmetric && n1 != n2)
+          throw std::invalid_argument("fc_kernels: symmetric needs a square sigma, got (" + std::to_string(n1) +
+                                      ", " + std::to_string(n2) + ")");
+        call.dispatch([&](auto zero) {
+          using T = decltype(zero);
+          py::gil_scoped_release release;
+          kernel(sigma.data<T>(), theta.data<T>(), var1.data<T>(), var2.data<T>(), weight_vars.data<double>(),
+                 bias_vars.data<double>(), layers, n1, n2, act == "erf", symmetric, Device::last(last));
+        });
+      },
+      "Infinite-width layer recursion: sigma (n1, n2) Sigma_1 in, the NNGP kernel out; theta (n1, n2) the NTK out; "
+      "var1 (layers, n1), var2 (layers, n2) the variances Sigma_l(x, x) entering layers 1..L; weight_vars, "
+      "bias_vars (layers,) float64; symmetric: the same points on both sides (var1 == var2), sigma is symmetrised "
+      "and the kernels come out exactly symmetric",
+      py::arg("sigma"), py::arg("theta"), py::arg("var1"), py::arg("var2"), py::arg("weight_vars"),
+      py::arg("bias_vars"), py::kw_only(), py::arg("act"), py::arg("symmetric"), py::arg(Device::kLast));
 }
 
 }  // namespace fastdyn

@@ -9,6 +9,7 @@ import torch
 from scipy import integrate, special
 
 import fastdyn
+from conftest import requires_cuda
 from fastdyn import kernels
 
 
@@ -132,3 +133,94 @@ def test_bad_input_is_named():
         kernels.fc_kernels(x, np.zeros((3, 4)))
     with pytest.raises(ValueError, match="needs the width h"):
         kernels.onehidden_kernels(x, scale="mf")
+
+
+def _numpy_fc_kernels(x1, x2, depth, act, w, c):
+    """A plain numpy fp64 reference of the layer recursion (entry by entry formulas, np.arccos / np.arcsin)."""
+    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    d = x1.shape[1]
+    s = w * x1 @ x2.T / d + c
+    v1, v2 = w * (x1 ** 2).sum(1) / d + c, w * (x2 ** 2).sum(1) / d + c
+    theta = s.copy()
+    for _ in range(depth):
+        if act == "relu":
+            norm = np.sqrt(np.outer(v1, v2))
+            t = np.arccos(np.clip(s / norm, -1, 1))
+            value, slope = norm * (np.sin(t) + (np.pi - t) * np.cos(t)) / (2 * np.pi), (np.pi - t) / (2 * np.pi)
+            v1, v2 = v1 / 2, v2 / 2
+        else:
+            ac = np.outer(1 + 2 * v1, 1 + 2 * v2)
+            value, slope = 2 / np.pi * np.arcsin(2 * s / np.sqrt(ac)), 4 / np.pi / np.sqrt(ac - 4 * s * s)
+            v1, v2 = 2 / np.pi * np.arcsin(2 * v1 / (1 + 2 * v1)), 2 / np.pi * np.arcsin(2 * v2 / (1 + 2 * v2))
+        s, theta = w * value + c, theta * w * slope + w * value + c
+        v1, v2 = w * v1 + c, w * v2 + c
+    return s, theta
+
+
+def _isas():
+    if "cpu" not in fastdyn.available_backends():
+        return []
+    from fastdyn._src import backends
+    return backends.module("cpu").cpu_isas()
+
+
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("act", ["relu", "erf"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpu_recursion_on_every_isa_against_numpy(isa, act, dtype):
+    from fastdyn._src import backends
+    core = backends.module("cpu")
+    before = core.cpu_isa()
+    generator = torch.Generator().manual_seed(3)
+    x1 = torch.randn(37, 7, generator=generator, dtype=torch.float64)
+    x2 = torch.randn(261, 7, generator=generator, dtype=torch.float64)   # one full 256-column chunk and a rest
+    x2[0] = x1[0]                                                        # an angle of exactly 0
+    x2[1] = -x1[1]                                                       # and of exactly pi
+    nngp_ref, ntk_ref = _numpy_fc_kernels(x1, x2, 3, act, 1.7, 0.3)
+    try:
+        core.set_cpu_isa(isa)
+        got = kernels.fc_kernels(x1.to(dtype), x2.to(dtype), depth=3, act=act, weight_var=1.7, bias_var=0.3,
+                                 backend="cpu")
+        sym = kernels.fc_kernels(x1.to(dtype), depth=3, act=act, weight_var=1.7, bias_var=0.3, backend="cpu")
+    finally:
+        core.set_cpu_isa(before)
+    # entrywise: at an angle near 0, sqrt(1 - cos^2) turns one rounding of cos into ~1e-8 (fp64), ~3e-4 (fp32)
+    rtol = 1e-8 if dtype == torch.float64 else 3e-4
+    for value, reference in ((got.nngp, nngp_ref), (got.ntk, ntk_ref)):
+        assert value.dtype == dtype
+        np.testing.assert_allclose(value.double().numpy(), reference, rtol=rtol, atol=rtol * np.abs(reference).max())
+    assert torch.equal(sym.ntk, sym.ntk.T) and torch.equal(sym.nngp, sym.nngp.T)
+    nngp_ref, ntk_ref = _numpy_fc_kernels(x1, x1, 3, act, 1.7, 0.3)
+    np.testing.assert_allclose(sym.ntk.double().numpy(), ntk_ref, rtol=rtol, atol=rtol * np.abs(ntk_ref).max())
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_backends_agree_with_the_default(backend):
+    if backend not in fastdyn.available_backends():
+        pytest.skip(f"backend {backend} not built")
+    x = torch.randn(19, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ref = kernels.onehidden_kernels(x, scale="ntk")
+    got = kernels.onehidden_kernels(x, scale="ntk", backend=backend)
+    torch.testing.assert_close(got.ntk, ref.ntk, rtol=1e-8, atol=1e-8)
+    with pytest.raises(ValueError, match="backend"):
+        kernels.fc_kernels(x, backend="nope")
+
+
+@requires_cuda
+@pytest.mark.parametrize("act", ["relu", "erf"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_recursion_against_numpy(act, dtype):
+    generator = torch.Generator().manual_seed(4)
+    x1 = torch.randn(41, 6, generator=generator, dtype=torch.float64)
+    x2 = torch.randn(300, 6, generator=generator, dtype=torch.float64)
+    x2[0] = x1[0]
+    nngp_ref, ntk_ref = _numpy_fc_kernels(x1, x2, 3, act, 1.7, 0.3)
+    got = kernels.fc_kernels(x1.to(dtype).cuda(), x2.to(dtype).cuda(), depth=3, act=act, weight_var=1.7,
+                             bias_var=0.3, backend="cuda")
+    sym = kernels.fc_kernels(x1.to(dtype).cuda(), depth=3, act=act, weight_var=1.7, bias_var=0.3, backend="cuda")
+    rtol = 1e-8 if dtype == torch.float64 else 3e-4
+    for value, reference in ((got.nngp, nngp_ref), (got.ntk, ntk_ref)):
+        assert value.dtype == dtype and value.is_cuda
+        np.testing.assert_allclose(value.double().cpu().numpy(), reference, rtol=rtol,
+                                   atol=rtol * np.abs(reference).max())
+    assert torch.equal(sym.ntk, sym.ntk.T) and torch.equal(sym.nngp, sym.nngp.T)

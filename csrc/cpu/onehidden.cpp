@@ -8,22 +8,6 @@
 #include "registry.hpp"
 #include "signatures.hpp"
 
-// path::kernel<T>(args...) for the path in use, after setting the threads (then the last argument).
-#if FASTDYN_X86_ISAS
-#define FASTDYN_ISA_CALL(kernel, ...)                                                 \
-  switch (isa()) {                                                                    \
-    case Isa::kAvx512:                                                                \
-      return avx512::kernel<T>(__VA_ARGS__, use_threads(threads));                    \
-    case Isa::kAvx2:                                                                  \
-      return avx2::kernel<T>(__VA_ARGS__, use_threads(threads));                      \
-    case Isa::kBaseline:                                                              \
-      break;                                                                          \
-  }                                                                                   \
-  return baseline::kernel<T>(__VA_ARGS__, use_threads(threads))
-#else
-#define FASTDYN_ISA_CALL(kernel, ...) return baseline::kernel<T>(__VA_ARGS__, use_threads(threads))
-#endif
-
 namespace fastdyn::cpu {
 
 template <typename T>
@@ -68,7 +52,6 @@ void onehidden_gradient(const T* x, const T* g, const T* omega, const T* b, cons
 FASTDYN_INSTANTIATE(float)
 FASTDYN_INSTANTIATE(double)
 #undef FASTDYN_INSTANTIATE
-#undef FASTDYN_ISA_CALL
 
 }  // namespace fastdyn::cpu
 

@@ -17,13 +17,13 @@ and Theta_{l+1} = Theta_l w_{l+1} E[act'(u) act'(v)] + Sigma_{l+1}, Theta_1 = Si
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ._src import checks
+from ._src import checks, memory, registry
 from ._src.arrays import as_tensors, check_matrix
+from ._src.backend_torch.infinite_width import gaussian_expectations as torch_expectations
 
 __all__ = ["Kernels", "fc_kernels", "onehidden_kernels", "gaussian_expectations", "ACTIVATIONS"]
 
@@ -41,21 +41,13 @@ class Kernels:
 def gaussian_expectations(s11, s12, s22, act: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
     """(E[act(u) act(v)], E[act'(u) act'(v)]) for (u, v) ~ N(0, [[s11, s12], [s12, s22]]), elementwise over
     broadcastable tensors of variances s11, s22 > 0 and covariance s12."""
-    if act == "relu":
-        norm = torch.sqrt(s11 * s22)
-        cos = (s12 / norm).clamp(-1.0, 1.0)
-        angle = torch.arccos(cos)
-        value = norm * (torch.sqrt(1 - cos * cos) + (math.pi - angle) * cos) / (2 * math.pi)
-        return value, (math.pi - angle) / (2 * math.pi)
-    if act == "erf":
-        a, c = 1 + 2 * s11, 1 + 2 * s22
-        value = (2 / math.pi) * torch.asin((2 * s12 / torch.sqrt(a * c)).clamp(-1.0, 1.0))
-        return value, (4 / math.pi) / torch.sqrt(a * c - 4 * s12 * s12)
-    raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+    return torch_expectations(s11, s12, s22, act)
 
 
 def fc_kernels(x1, x2=None, *, depth: int = 1, act: str = "relu", weight_var: float = 1.0,
-               bias_var: float = 0.0) -> Kernels:
+               bias_var: float = 0.0, backend: str = "auto") -> Kernels:
     """The NNGP kernel and the NTK of a fully connected network with ``depth`` hidden layers of infinite width in
     the NTK parametrisation (module docstring), every layer with variances ``weight_var`` and ``bias_var``.
 
@@ -63,16 +55,18 @@ def fc_kernels(x1, x2=None, *, depth: int = 1, act: str = "relu", weight_var: fl
         x1: (N1, d) inputs; x2: (N2, d) or None (the kernel of x1 with itself, exactly symmetric).
         depth: hidden layers, >= 1. act: "relu" or "erf".
         weight_var, bias_var: w_l > 0 and b_l >= 0 of every layer (ReLU's variance-preserving choice is w = 2).
+        backend: "auto", "cpu" (the fused C++ recursion: one pass over each row chunk through all layers), "cuda"
+            (one GPU thread per entry through all layers; inputs on the GPU) or "torch" (plain torch).
 
-    Memory: a few (N1, N2) matrices.
+    Memory: the two (N1, N2) outputs on "cpu" and "cuda", a few more (N1, N2) temporaries on "torch".
     """
     depth = checks.integer("depth", depth)
     weight_var = checks.real("weight_var", weight_var)
     bias_var = checks.real("bias_var", bias_var, strict=False)
-    return _recursion(x1, x2, [weight_var] * (depth + 1), [bias_var] * (depth + 1), act)
+    return _recursion(x1, x2, [weight_var] * (depth + 1), [bias_var] * (depth + 1), act, backend)
 
 
-def onehidden_kernels(x1, x2=None, *, scale: str = "ntk", h: int | None = None) -> Kernels:
+def onehidden_kernels(x1, x2=None, *, scale: str = "ntk", h: int | None = None, backend: str = "auto") -> Kernels:
     """The infinite-width kernels of the seed's ReLU :class:`fastdyn.OneHidden`, f(x) = s_h sum_n beta_n
     relu(omega_n . x / sqrt(d) + b_n) with omega, b, beta standard normal: the mean of its empirical NTK and of
     f(x) f(x') over initialisations, as h -> inf.
@@ -83,7 +77,7 @@ def onehidden_kernels(x1, x2=None, *, scale: str = "ntk", h: int | None = None) 
     """
     if scale not in ("ntk", "mf"):
         raise ValueError(f"scale must be 'ntk' or 'mf', got {scale!r}")
-    kernels = _recursion(x1, x2, [1.0, 1.0], [1.0, 0.0], "relu")
+    kernels = _recursion(x1, x2, [1.0, 1.0], [1.0, 0.0], "relu", backend)
     if scale == "ntk":
         return kernels
     h = checks.integer("h", h) if h is not None else None
@@ -92,8 +86,10 @@ def onehidden_kernels(x1, x2=None, *, scale: str = "ntk", h: int | None = None) 
     return Kernels(kernels.nngp / h, kernels.ntk / h)
 
 
-def _recursion(x1, x2, weight_vars: list[float], bias_vars: list[float], act: str) -> Kernels:
-    """The layer recursion with (w_l, b_l) for layers 1..L+1 (the last is the output layer)."""
+def _recursion(x1, x2, weight_vars: list[float], bias_vars: list[float], act: str, backend: str) -> Kernels:
+    """The layer recursion with (w_l, b_l) for layers 1..L+1 (the last is the output layer): Sigma_1 by one matrix
+    product, the variances Sigma_l(x, x) of every layer on the diagonal (O(N L)), then the elementwise recursion
+    ("kernels.fc") over the (N1, N2) matrix."""
     if act not in ACTIVATIONS:
         raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
     (a, b), kind = as_tensors(x1=x1, x2=x2)
@@ -101,18 +97,24 @@ def _recursion(x1, x2, weight_vars: list[float], bias_vars: list[float], act: st
     if b is not None:
         check_matrix("x2", b, a.shape[1])
     other = a if b is None else b
-    d = a.shape[1]
-    sigma = weight_vars[0] * (a @ other.T) / d + bias_vars[0]                  # (N1, N2)
-    diag1 = weight_vars[0] * (a * a).sum(1) / d + bias_vars[0]                 # (N1,)
-    diag2 = diag1 if b is None else weight_vars[0] * (b * b).sum(1) / d + bias_vars[0]
-    if b is None:
-        sigma = (sigma + sigma.T) / 2
-    theta = sigma.clone()
-    for w, c in zip(weight_vars[1:], bias_vars[1:]):
-        value, slope = gaussian_expectations(diag1[:, None], sigma, diag2[None, :], act)
-        sigma, theta = w * value + c, theta * (w * slope) + (w * value + c)
-        diag1 = w * gaussian_expectations(diag1, diag1, diag1, act)[0] + c
-        diag2 = diag1 if b is None else w * gaussian_expectations(diag2, diag2, diag2, act)[0] + c
-        if b is None:                     # elementwise maps of a symmetric matrix, but arccos rounds each entry
-            sigma, theta = (sigma + sigma.T) / 2, (theta + theta.T) / 2
-    return Kernels(kind.restore(sigma), kind.restore(theta))
+    n1, n2 = a.shape[0], other.shape[0]
+    memory.guard(3 * n1 * n2 * a.element_size(), a.device, what=f"the ({n1}, {n2}) infinite-width kernels",
+                 advice="pass x1 and x2 in row blocks")
+    name, fc = registry.dispatch("kernels.fc", backend, a.device, what="fc_kernels")
+    # Sigma_1 (N1, N2) by one addmm (one pass over the matrix; the backends symmetrise it when b is None)
+    sigma = torch.addmm(torch.tensor(bias_vars[0], dtype=a.dtype, device=a.device), a, other.T,
+                        alpha=weight_vars[0] / a.shape[1])
+    var1 = _variances(a, weight_vars, bias_vars, act)
+    var2 = var1 if b is None else _variances(b, weight_vars, bias_vars, act)
+    as_vars = dict(dtype=torch.float64, device=a.device)
+    nngp, ntk = fc(sigma.contiguous(), var1, var2, torch.tensor(weight_vars[1:], **as_vars),
+                   torch.tensor(bias_vars[1:], **as_vars), act=act, symmetric=b is None)
+    return Kernels(kind.restore(nngp), kind.restore(ntk))
+
+
+def _variances(x, weight_vars: list[float], bias_vars: list[float], act: str) -> torch.Tensor:
+    """(L, N) the variances Sigma_l(x, x) entering the hidden layers l = 1..L of the recursion, for x (N, d)."""
+    var = [weight_vars[0] * (x * x).sum(1) / x.shape[1] + bias_vars[0]]
+    for w, c in zip(weight_vars[1:-1], bias_vars[1:-1]):
+        var.append(w * torch_expectations(var[-1], var[-1], var[-1], act)[0] + c)
+    return torch.stack(var).contiguous()

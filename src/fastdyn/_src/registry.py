@@ -63,6 +63,11 @@ _declare("flow.onehidden_hinge",
 _declare("ntk.onehidden",
          "(x1 (N1, d), x2 (N2, d) or None, omega (h, d), b (h,), beta (h,), *, scale, act) -> Theta (N1, N2); "
          "x2=None: Theta(x1, x1), exactly symmetric")
+_declare("kernels.fc",
+         "(sigma (N1, N2) Sigma_1, overwritten, var1 (L, N1), var2 (L, N2) the variances Sigma_l(x, x) entering "
+         "layers 1..L, weight_vars (L,) float64, bias_vars (L,) float64, *, act, symmetric) -> (nngp (N1, N2), "
+         "ntk (N1, N2)): the infinite-width layer recursion of fastdyn.kernels, elementwise; symmetric: the same "
+         "points on both sides (var1 is var2), sigma symmetrised first, the kernels exactly symmetric")
 _declare("gf2.eliminate",
          "(z (n, d) bool, b (n,) bool) -> (pivots (d,) int64 numpy: the pivot equation of each unknown, -1 for a free "
          "one; b (n,) bool numpy: b after Gauss-Jordan elimination of z s = b over GF(2))")

@@ -5,4 +5,4 @@ DLPack and check dtype, shapes, contiguity and device) with ``threads=torch.get_
 ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` apply). The extension is loaded at the first call
 (:func:`fastdyn._src.backends.module`), so registration never needs it.
 """
-from . import flow, gf2, kpca, losses, ntk, onehidden  # noqa: F401  (registrations)
+from . import flow, gf2, infinite_width, kpca, losses, ntk, onehidden  # noqa: F401  (registrations)

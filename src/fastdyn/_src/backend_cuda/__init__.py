@@ -5,4 +5,4 @@ read them through DLPack and check them) with ``stream=current_stream(device)``:
 stream there, so results are ordered with the caller's torch work; kernel scratch is stream-ordered on that stream.
 The extension is loaded at the first call.
 """
-from . import losses, ntk, onehidden  # noqa: F401  (registrations)
+from . import infinite_width, losses, ntk, onehidden  # noqa: F401  (registrations)
