@@ -2,18 +2,27 @@
 loss at T = 100 times, float64, against the straightforward route of a loop over the times (the matrix exponential
 exp(-lr K t / N) by torch.linalg.matrix_exp, then torch.linalg.solve for K^-1 (I - exp(..)) (y - f0)), the ratio in
 one run at N = 1000 training and M = 1000 test points (an RBF kernel, well conditioned enough for the solve); and
-fastdyn alone at N = 5000, the issue's size, where the loop would take hours.
+at N = 5000, the issue's size (where the loop would take hours), against neural-tangents 0.6.5's
+``predict.gradient_descent_mse`` in its own venv (``bench/peers/neural_tangents_predict.py``, float64, the same kernel
+and times; runs when FASTDYN_NT_PYTHON names that venv's python, else skips).
 
 Run: python -m pytest bench/bench_predict.py --benchmark-only -s
 """
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from fastdyn import predict
-from harness import Timer, sized
+from harness import ROUNDS, WARMUP, Timer, Timing, sized
 
 N, M, T, N_LARGE = sized(1000, 40), sized(1000, 20), sized(100, 5), sized(5000, 60)
 TIMER = Timer()
+PEER_SCRIPT = Path(__file__).resolve().parent / "peers" / "neural_tangents_predict.py"
 
 
 def rbf_problem(n, m, seed=0):
@@ -57,3 +66,32 @@ def test_predictions_at_the_issue_size(benchmark):
     TIMER(benchmark, "gradient_descent_mse large", predict.gradient_descent_mse, K, y, times, K_test_train=Kt,
           size=label)
     print(f"\n[{label}] gradient_descent_mse {TIMER['gradient_descent_mse large']}")
+
+
+def test_neural_tangents_at_the_issue_size(benchmark, tmp_path):
+    python = os.environ.get("FASTDYN_NT_PYTHON")
+    if not python:
+        pytest.skip("set FASTDYN_NT_PYTHON to the python of a venv with neural-tangents 0.6.5 (see bench/peers)")
+    K, Kt, y = rbf_problem(N_LARGE, M)
+    times = np.geomspace(1e-2, 1e4, T)
+    np.savez(tmp_path / "problem.npz", K=K.numpy(), Kt=Kt.numpy(), y=y.numpy(), times=times)
+    command = [python, str(PEER_SCRIPT), str(tmp_path / "problem.npz"), str(tmp_path / "out.npz"), "--repeats",
+               str(ROUNDS), "--warmup", str(WARMUP)]
+
+    def run_peer():
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    result = benchmark.pedantic(run_peer, rounds=1, warmup_rounds=0)
+    label = f"N={N_LARGE}, M={M}, T={T}, fp64"
+    TIMER.record("neural-tangents large", Timing(result["best_s"], result["best_cpu_s"], label, result["threads"],
+                                                 ROUNDS, WARMUP))
+    peer = np.load(tmp_path / "out.npz")
+    fast = predict.gradient_descent_mse(K, y, times, K_test_train=Kt)
+    scale = float(fast.test.abs().max())
+    difference = float(np.abs(peer["test"] - fast.test.numpy()).max()) / scale
+    assert difference < 1e-6
+    line = f"\n[{label}] neural-tangents {TIMER['neural-tangents large']} (first call {result['first_call_s']:.1f} s)"
+    if "gradient_descent_mse large" in TIMER:
+        line += f"; fastdyn vs neural-tangents: {TIMER.ratio('neural-tangents large', 'gradient_descent_mse large')}"
+    print(f"{line}; largest test difference {difference:.1e} of max|f_test|")
