@@ -73,6 +73,7 @@ REGISTRY: dict[str, str] = {
     "random-labels": "fastdyn.experiments.random_labels",
     "adversarial": "fastdyn.experiments.adversarial",
     "remedies": "fastdyn.experiments.remedies",
+    "transfer": "fastdyn.experiments.transfer",
 }
 
 
