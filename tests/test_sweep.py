@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -100,8 +101,9 @@ def test_a_second_attempt_at_a_finished_point_is_discarded(tmp_path):
     directory = tmp_path / "points" / "0123456789abcdef"
     run_point(NAME, str(directory), True, TINY)
     first = (directory / "results.json").read_text()
-    run_point(NAME, str(directory), True, dict(TINY, p=41))  # another attempt (here a different run) comes second
-    assert (directory / "results.json").read_text() == first
+    time.sleep(0.01)
+    run_point(NAME, str(directory), True, TINY)  # a duplicate attempt (as dask may make) comes second
+    assert (directory / "results.json").read_text() == first   # not replaced (its "seconds" and times differ)
     events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert events == ["start", "finish", "start", "discard"]
     assert not list((tmp_path / "points").glob(".*"))
@@ -110,3 +112,32 @@ def test_a_second_attempt_at_a_finished_point_is_discarded(tmp_path):
 def test_sweep_refuses_bad_retries(tmp_path):
     with pytest.raises(ValueError, match="retries"):
         sweep(NAME, {"h": [16]}, tmp_path, quick=True, overrides=TINY, retries=-1, progress=False)
+
+
+def test_a_point_resumes_from_its_training_checkpoints(tmp_path, monkeypatch):
+    """A run stopped part-way (here by a lower step cap, as a killed worker leaves its last checkpoint) continues
+    from its checkpoints when run again with the same directory, and ends where an uninterrupted run ends."""
+    from fastdyn.experiments import lazy_vs_feature, run_experiment
+
+    steps = []
+
+    def counting_train(*args, **kwargs):
+        kwargs["callback"] = lambda state: steps.append(state["step"])
+        return fastdyn.train(*args, **kwargs)
+
+    monkeypatch.setattr(lazy_vs_feature, "train", counting_train)
+    config = dict(TINY, max_steps=60)
+    whole = run_experiment(NAME, tmp_path / "whole", quick=True, overrides=config, progress=False)
+    run_experiment(NAME, tmp_path / "part", quick=True, overrides=dict(config, max_steps=30), progress=False,
+                   checkpoints=tmp_path / "checkpoints")
+    alphas = lazy_vs_feature.config(True)["alphas"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == sorted(f"alpha={a:g}.pt" for a in alphas)
+    steps.clear()
+    resumed = run_experiment(NAME, tmp_path / "part", quick=True, overrides=config, progress=False,
+                             checkpoints=tmp_path / "checkpoints")
+    assert steps and min(steps) > 30 and len(steps) <= len(alphas) * 30  # only the steps after the checkpoints
+
+    def without_seconds(summary):
+        return {tag: {k: v for k, v in values.items() if k != "seconds"} for tag, values in summary.items()}
+
+    assert without_seconds(resumed) == without_seconds(whole)

@@ -13,6 +13,12 @@ when it is older than a day on another host) and the point is run again; two att
 into one directory, or dask re-running a task it thought lost) cannot mix their files: the first rename wins and
 the later attempt, whose results are those of the same config, is discarded. ``out/log.jsonl`` is an append-only
 record of every attempt's "start" and its "finish", "discard" (someone finished first) or "error".
+
+Long points. Experiments that train through :func:`fastdyn.experiments.train_checkpoint` (lazy-vs-feature) keep
+fastdyn.train checkpoints in ``out/checkpoints/<hash>/`` (every minute), outside the staging directories: the
+attempt that re-runs a point after its worker died resumes from the last checkpoint instead of from the start.
+They are kept when the point is done (removing them while another attempt at the same point, from a concurrent
+sweep, still writes there would fail that attempt): delete ``out/checkpoints`` once no sweep runs into ``out``.
 """
 from __future__ import annotations
 
@@ -84,10 +90,12 @@ def run_point(name: str, directory: str, quick: bool, overrides: dict, threads: 
     directory = Path(directory)
     log = directory.parent.parent / "log.jsonl"
     staging = directory.parent / f".{directory.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    checkpoints = directory.parent.parent / "checkpoints" / directory.name
     _log(log, "start", directory.name)
     try:
         with limit_threads(threads or 0):
-            summary = run_experiment(name, staging, quick=quick, overrides=overrides, progress=False)
+            summary = run_experiment(name, staging, quick=quick, overrides=overrides, progress=False,
+                                     checkpoints=checkpoints)
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         directory.mkdir(exist_ok=True)

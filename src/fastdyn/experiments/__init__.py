@@ -22,6 +22,7 @@ experiment's own files, and returns the summary.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import json
 import math
@@ -138,10 +139,13 @@ def merge_config(defaults: dict, overrides: dict | None) -> dict:
 
 
 def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides: dict | None = None,
-                   progress: bool = True, device: str | None = None) -> dict:
+                   progress: bool = True, device: str | None = None, checkpoints: str | Path | None = None) -> dict:
     """Run experiment ``name`` into directory ``out``; returns its summary (also in ``out/results.json``).
 
     ``device`` ("cpu", "cuda", "cuda:1") sets the config key "device" of experiments that have one.
+    ``checkpoints``: a directory where experiments that train (through :func:`train_checkpoint`) keep
+    fastdyn.train checkpoints and resume from them, so a run killed and started again with the same config and
+    directory continues where its last checkpoint was; None: no checkpoints.
     """
     experiment = load(name)
     defaults = experiment.config(quick)
@@ -156,12 +160,31 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False, overrides
     meta = {"experiment": name, "quick": quick, "config": config, "environment": environment(config)}
     write_json_atomic(out / "config.json", meta)
     start = time.perf_counter()
-    with limit_threads(int(config.get("threads", 0))):
-        summary = experiment.run(config, out, progress=progress)
+    token = _CHECKPOINTS.set(None if checkpoints is None else Path(checkpoints))
+    try:
+        with limit_threads(int(config.get("threads", 0))):
+            summary = experiment.run(config, out, progress=progress)
+    finally:
+        _CHECKPOINTS.reset(token)
     # the CPU kernels' instruction-set path: results of different paths agree to rounding, not bitwise
     meta.update(summary=summary, seconds=round(time.perf_counter() - start, 2), cpu_isa=meta["environment"]["cpu_isa"])
     write_json_atomic(out / "results.json", meta)
     return summary
+
+
+_CHECKPOINTS: contextvars.ContextVar[Path | None] = contextvars.ContextVar("fastdyn_checkpoints", default=None)
+
+
+def train_checkpoint(tag: str, seconds: float = 60.0) -> dict:
+    """Keyword arguments for fastdyn.train that checkpoint one training run of the current experiment, ``tag``
+    naming it among the experiment's runs, every ``seconds`` and resume it: ``{"checkpoint": DIR/<tag>.pt,
+    "resume": True, ...}`` inside :func:`run_experiment` with ``checkpoints=DIR``, else ``{}``. train's fingerprint of
+    the problem refuses a checkpoint of another problem, so a changed config never resumes a stale run."""
+    directory = _CHECKPOINTS.get()
+    if directory is None:
+        return {}
+    safe = "".join(c if c.isalnum() or c in "=-_.," else "_" for c in tag)
+    return {"checkpoint": directory / f"{safe}.pt", "resume": True, "checkpoint_seconds": seconds}
 
 
 def environment(config: dict) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import wall_limit
+from . import train_checkpoint, wall_limit
 from .. import data, kinks, onehidden, plotting, train
 from ..data.synthetic import STRIPE_BOUNDS
 from ..models import OneHidden
@@ -73,7 +73,7 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
                        max_steps=config["max_steps"], max_dgrad=config["max_dgrad"],
                        max_wall=wall_limit(config["max_wall"]),
                        max_dout=config["max_dout"], backend=config["backend"], record_weights=False,
-                       callback=bar.update_state if bar else None)
+                       callback=bar.update_state if bar else None, **train_checkpoint(f"alpha={alpha:g}"))
         if bar:
             bar.close()
         results[alpha] = result

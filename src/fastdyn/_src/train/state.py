@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -51,7 +52,9 @@ class RunState:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.generator is not None:
             values["generator"] = self.generator.get_state()
-        tmp = path.with_name(path.name + ".tmp")
+        # a name of this process and thread: two runs saving one checkpoint (a point's duplicate attempt in a
+        # sweep) each replace it whole, neither renames the other's half-written file
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "model": model.state_dict(),
                     **values}, tmp)
