@@ -74,6 +74,7 @@ REGISTRY: dict[str, str] = {
     "random-labels": "fastdyn.experiments.random_labels",
     "adversarial": "fastdyn.experiments.adversarial",
     "remedies": "fastdyn.experiments.remedies",
+    "double-descent-width": "fastdyn.experiments.double_descent_width",
     "first-layer-filters": "fastdyn.experiments.first_layer_filters",
     "transfer": "fastdyn.experiments.transfer",
 }
