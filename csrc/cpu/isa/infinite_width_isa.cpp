@@ -118,7 +118,7 @@ void symmetrise(T* sigma, long n, int threads) {
 template <typename T>
 void fc_kernels(T* sigma, T* theta, const T* q1, const T* r1, const T* q2, const T* r2, const double* weight_vars,
                 const double* bias_vars, long layers, long n1, long n2, bool erf, bool symmetric, int threads) {
-  // One row (of a matrix or of a tile) through every layer.
+  // The columns [j_offset, j_offset + columns) of row i through every layer.
   auto row = [&](T* srow, T* trow, long i, const T* q, const T* r, long n, long j_offset, long columns) {
 #pragma omp simd
     for (long j = 0; j < columns; ++j) trow[j] = srow[j];
