@@ -60,6 +60,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
         return float(nn.functional.cross_entropy(out, y)), float((out.argmax(dim=1) != y).double().mean())
 
 
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of (x, y) that ``model`` classifies right."""
+    return 1.0 - evaluate(model, x, y)[1]
+
+
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, batch: int | None = None,
           order_seed: int = 0, record_steps=(), on_record: Callable[[int], None] | None = None) -> None:
     """Plain SGD on the mean cross-entropy of ``model`` (changed in place) for ``steps`` steps.

@@ -97,10 +97,6 @@ def train_model(kind: str, config: dict, split, seed: int) -> nn.Module:
     return model
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return 1.0 - _seed003.evaluate(model, x, y)[1]
-
-
 def run(config: dict, out: Path, *, progress: bool = True) -> dict:
     check_config(config)
     out = Path(out)
@@ -115,10 +111,10 @@ def run(config: dict, out: Path, *, progress: bool = True) -> dict:
         for kind in MODELS:
             model = train_model(kind, config, split, int(seed))
             first.setdefault(kind, model)
-            train_accuracy[kind].append(accuracy(model, split.x, split.y))
+            train_accuracy[kind].append(_seed003.accuracy(model, split.x, split.y))
             for attack, make in (("fgsm", lambda e: fgsm(model, split.x_test, split.y_test, e)),
                                  ("pgd", lambda e: pgd(model, split.x_test, split.y_test, e, steps))):
-                curves[kind, attack].append([accuracy(model, make(e), split.y_test) for e in epsilons])
+                curves[kind, attack].append([_seed003.accuracy(model, make(e), split.y_test) for e in epsilons])
             log(f"adversarial: seed {seed} {kind}: clean test accuracy {curves[kind, 'fgsm'][-1][0]:.3f}, "
                 f"FGSM {np.round(curves[kind, 'fgsm'][-1], 3).tolist()}, PGD {np.round(curves[kind, 'pgd'][-1], 3).tolist()}")
 

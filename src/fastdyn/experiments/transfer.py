@@ -128,10 +128,6 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: f
     return model
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return 1.0 - _seed003.evaluate(model, x, y)[1]
-
-
 def layer_cka(first: FCNet, second: FCNet, x: torch.Tensor) -> list[float]:
     """Linear CKA of the two networks' activations after each hidden ReLU on ``x``, input layer first."""
     a, b = activations(first, x, hidden_names(first)), activations(second, x, hidden_names(second))
@@ -147,7 +143,7 @@ def one_seed(config: dict, sets: dict, seed: int, log) -> dict:
     base_a = fit(copy.deepcopy(init_a), xa, ya, steps=int(config["base_steps"]), lr=lr, batch=batch, seed=seed)
     other_a = fit(make_model(width, depth, 20_000 + seed), xa, ya, steps=int(config["base_steps"]), lr=lr,
                   batch=batch, seed=seed + 1)
-    record = {"base_a_test_accuracy": accuracy(base_a, xa_test, ya_test), "accuracy": {}}
+    record = {"base_a_test_accuracy": _seed003.accuracy(base_a, xa_test, ya_test), "accuracy": {}}
     subset_order = torch.randperm(len(yb_pool), generator=torch.Generator().manual_seed(30_000 + seed))
     for n_b in config["n_b"]:
         index = subset_order[:int(n_b)]
@@ -161,14 +157,14 @@ def one_seed(config: dict, sets: dict, seed: int, log) -> dict:
 
         init_b = make_model(width, depth, 40_000 + seed)
         scratch = train_b()
-        table = {mode: [accuracy(scratch, xb_test, yb_test)] for mode in MODES}
+        table = {mode: [_seed003.accuracy(scratch, xb_test, yb_test)] for mode in MODES}
         finetuned_all = None
         for k in range(1, depth + 1):
             frozen = train_b(base_a, k, True)
             finetuned = train_b(base_a, k, False)
             selffer = train_b(scratch, k, True, init_seed=60_000 + seed)
             for mode, model in zip(MODES, (frozen, finetuned, selffer)):
-                table[mode].append(accuracy(model, xb_test, yb_test))
+                table[mode].append(_seed003.accuracy(model, xb_test, yb_test))
             finetuned_all = finetuned
         record["accuracy"][int(n_b)] = table
         log(f"transfer: seed {seed} n_b {n_b}: scratch {table['frozen'][0]:.3f}, frozen "
