@@ -47,6 +47,9 @@ def positions(model, b=None, *, eps: float = 0.0, return_degenerate: bool = Fals
 
     Returns:
         z (h, d), or (z, degenerate) — numpy if omega was numpy, else tensors on its device.
+
+    Raises:
+        ValueError: ``b`` missing for an omega array (or given with a model), or shapes that do not agree.
     """
     omega, b_t, kind = _omega_and_b(model, b)
     z, degenerate = _positions(omega, b_t, eps)
@@ -71,6 +74,10 @@ def velocities(model: OneHidden, x, g, *, backend: str = "auto", eps: float = 0.
 
     Returns:
         z_dot, then the parameter velocities and/or the mask when asked, as a tuple in that order; numpy if x is.
+
+    Raises:
+        TypeError, ValueError: as :func:`fastdyn.onehidden.gradient` (a ReLU :class:`OneHidden`, x (p, d), g (p,)
+            of its dtype and device, a backend that runs here).
     """
     (x_t, g_t), kind = as_tensors(x=x, g=g)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
@@ -219,6 +226,11 @@ def attractors(model: OneHidden, x, *, min_size: int = 1, beta_rtol: float = 0.0
     and neurons are grouped by equal keys. Two different patterns share a key with probability about
     h^2 / 2^129 (never, in practice). Backends: "cpu" (fused C++ kernel, h x p x d work, O(h + p d) memory) or
     "torch" (neuron chunks of at most ``max_elements`` booleans, bit-packed and hashed with BLAKE2b; also CUDA).
+
+    Raises:
+        TypeError: ``model`` is not a :class:`OneHidden`, or x not of its dtype.
+        ValueError: x not (p, d) or on another device; ``min_size`` not an integer >= 1; ``beta_rtol`` outside [0, 1);
+            a ``backend`` that is unknown or cannot run here.
     """
     (x_t,), kind = as_tensors(x=x)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)

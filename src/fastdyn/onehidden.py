@@ -27,6 +27,11 @@ def forward(model: OneHidden, x, *, backend: str = "auto"):
 
     Returns:
         (p,) outputs, same kind, dtype and device as ``x``.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`OneHidden`; ``x`` is not float32/float64 or not of the model's dtype.
+        ValueError: ``x`` is not (p, d), holds NaN/Inf or is on another device; ``model.act`` is not "relu"; a
+            ``backend`` that is unknown, missing here or does not run on the inputs' device (the message says why).
     """
     (x_t,), kind = as_tensors(x=x)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)
@@ -52,6 +57,9 @@ def gradient(model: OneHidden, x, g, *, backend: str = "auto"):
 
     Returns:
         (grad_omega (h, d), grad_b (h,), grad_beta (h,)), same kind, dtype and device as ``x``.
+
+    Raises:
+        TypeError, ValueError: as :func:`forward`; ValueError also when ``g`` is not (p,).
     """
     (x_t, g_t), kind = as_tensors(x=x, g=g)
     check_matrix("x", x_t, model.d if isinstance(model, OneHidden) else None)

@@ -102,6 +102,13 @@ def kpca(K, y=None, *, k: int | None = None, center: bool = False, backend: str 
 
     Returns:
         :class:`KernelPCA`.
+
+    Raises:
+        TypeError: K or y not numeric arrays; ``k``, ``tol``, ``seed`` or ``mixed_precision`` of the wrong type.
+        ValueError: K not (N, N) or (B, N, N), empty, with NaN/Inf, or not symmetric within ``symmetry_tol``; y of
+            the wrong shape or zero; ``k`` outside 1..N; an unknown ``solver`` or ``backend``, or one that cannot
+            run here ("topk" is cpu-only).
+        MemoryError: before allocating, when the solver's copies of K do not fit in the device's free memory.
     """
     (K_t,), kind = as_tensors(K=K)
     batched = K_t.ndim == 3

@@ -60,5 +60,10 @@ class Linearized(nn.Module):
 def linearize(model: nn.Module, params0: dict[str, torch.Tensor] | nn.Module | None = None) -> Linearized:
     """The network linearised in its parameters around ``params0`` (None: its current parameters; a dict of them by
     name, or a network of the same architecture), as a :class:`Linearized` module, trainable like any network
-    (e.g. by :func:`fastdyn.train`)."""
+    (e.g. by :func:`fastdyn.train`).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: ``params0`` lacks a parameter of ``model`` or gives one another shape.
+    """
     return Linearized(model, params0)

@@ -104,6 +104,14 @@ def train(
 
     Returns:
         :class:`TrainResult`.
+
+    Raises:
+        ValueError: an unknown ``loss``, ``dynamics``, ``method`` or ``backend``; ``alpha`` not positive and
+            finite; x not (p, d) with p >= 1, NaN/Inf in x, labels of the wrong shape or kind for the loss;
+            ``x_test`` without ``y_test``; ``resume=True`` without ``checkpoint``; ``method="exact"`` or
+            ``fused=True`` for a model or loss they do not cover (they need a ReLU :class:`OneHidden`, exact: hinge).
+        TypeError: ``model`` not an ``nn.Module``; flat dynamics keywords beside a :class:`FlowOptions` or
+            :class:`SGDOptions`.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
