@@ -27,6 +27,7 @@ from ._src.backend_torch.infinite_width import gaussian_expectations as torch_ex
 
 __all__ = ["Kernels", "fc_kernels", "onehidden_kernels", "gaussian_expectations", "ACTIVATIONS"]
 
+#: The activations with closed-form infinite-width kernels (``act=`` of :func:`fc_kernels`).
 ACTIVATIONS = ("relu", "erf")
 
 

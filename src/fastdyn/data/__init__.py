@@ -18,6 +18,7 @@ from .seed000 import (digit_images, edge_images, edge_patterns, shortcut_xor, sh
                       two_stripes_labels)
 from .synthetic import gaussian_mixture, parity, sphere, sphere_labels, stripe, stripe_labels
 
+#: Data sets by name, as the seed-002 experiments pick them: ``GENERATORS[name](p, d=d, p_test=p_test, seed=seed)``.
 GENERATORS = {
     "stripe": stripe,
     "sphere": sphere,
