@@ -35,25 +35,27 @@ print(f"fp64: {info64.seconds * 1e3:.1f} ms, fp32: {info32.seconds * 1e3:.1f} ms
 # once per instruction set and the best path this CPU runs is picked at first use. ``FASTDYN_CPU_ISA`` forces
 # one; experiments record the path in ``results.json``. Each path is deterministic whatever the thread count;
 # paths agree to rounding, not bitwise. CPU kernels use ``torch.get_num_threads()`` threads, so
-# ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` apply.
-import fastdyn._core as core  # noqa: E402  (present when the C++ extension was built)
+# ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` apply; ``fastdyn info`` prints the same.
+print("threads:", torch.get_num_threads(), " path:", backends.cpu_isa())
+if "cpu" in fastdyn.available_backends():  # the C++ extension was built
+    import fastdyn._core as core
 
-print("path:", backends.cpu_isa(), " paths this CPU runs:", core.cpu_isas(), " threads:", torch.get_num_threads())
-print("build:", backends.module("cpu").build_info())
-
-x = torch.randn(1000, 10, generator=torch.Generator().manual_seed(1))
-model = fastdyn.OneHidden(d=10, h=10_000)
-g = torch.randn(1000)
-reference = fastdyn.onehidden.gradient(model, x, g)
-for isa in core.cpu_isas():
-    core.set_cpu_isa(isa)
-    fastdyn.onehidden.gradient(model, x, g)  # warm-up
-    start = time.perf_counter()
-    grads = fastdyn.onehidden.gradient(model, x, g)
-    seconds = time.perf_counter() - start
-    difference = max((a - b).abs().max().item() for a, b in zip(grads, reference))
-    print(f"{isa:8s} fused gradient {seconds * 1e3:6.2f} ms, max difference to the default path {difference:.1e}")
-core.set_cpu_isa(backends.cpu_isa())
+    print("paths this CPU runs:", core.cpu_isas(), " build:", backends.module("cpu").build_info())
+    x = torch.randn(1000, 10, generator=torch.Generator().manual_seed(1))
+    model = fastdyn.OneHidden(d=10, h=10_000)
+    g = torch.randn(1000)
+    default, reference = backends.cpu_isa(), fastdyn.onehidden.gradient(model, x, g)
+    for isa in core.cpu_isas():
+        core.set_cpu_isa(isa)
+        fastdyn.onehidden.gradient(model, x, g)  # warm-up
+        start = time.perf_counter()
+        grads = fastdyn.onehidden.gradient(model, x, g)
+        seconds = time.perf_counter() - start
+        difference = max((a - b).abs().max().item() for a, b in zip(grads, reference))
+        print(f"{isa:8s} fused gradient {seconds * 1e3:6.2f} ms, max difference to {default}: {difference:.1e}")
+    core.set_cpu_isa(default)
+else:
+    print("no compiled CPU kernels here:", fastdyn.why_unavailable("cpu"))
 
 # %%
 # GPU
