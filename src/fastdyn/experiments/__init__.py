@@ -212,7 +212,7 @@ def write_json_atomic(path: str | Path, obj) -> None:
 @contextlib.contextmanager
 def replace_atomic(path: str | Path):
     """Yield a temporary path in ``path``'s directory to write; on success it is flushed to disk and
-    ``os.replace``d onto ``path``, so readers see the old file or the whole new one, never a truncated one."""
+    moved onto ``path`` by ``os.replace``, so readers see the old file or the whole new one, never a truncated one."""
     path = Path(path)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
