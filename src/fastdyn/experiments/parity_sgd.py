@@ -14,7 +14,7 @@ scaled to this machine: x uniform in {-1, +1}^d, one ReLU hidden layer of width 
 The inputs are i.i.d. and the default init is exchangeable across input coordinates, so taking I as the first |I|
 coordinates loses nothing against a random subset. For one (d, seed) every target starts from the same network and
 sees the same input stream; only the labels differ. Test accuracy (sign(f) = y; f = 0 counts as wrong) is measured
-on every input when 2^d <= 2^``exact_test_max_d``, else on ``n_test`` fixed random inputs; it and the mean training
+on all 2^d inputs when d <= ``exact_test_max_d``, else on ``n_test`` fixed random inputs; it and the mean training
 loss since the previous log point are recorded at ``n_logs`` log-spaced steps. A run whose test accuracy never
 reaches ``target_accuracy`` at a log point is "not learned within the budget": a cap, not a verdict.
 """
