@@ -192,7 +192,7 @@ def test_available_memory_is_read_on_cpu():
 # ---- dispatch to the structured / generic paths (fastdyn/_ntk_structured.py) ------------------------------------
 
 class TwoHeads(nn.Module):
-    """Not a Sequential: goes to the generic path."""
+    """A forward of its own with a skip from the input: still the structured path."""
 
     def __init__(self):
         super().__init__()
@@ -203,11 +203,20 @@ class TwoHeads(nn.Module):
         return self.head(torch.tanh(self.body(x))) + x[:, :1]
 
 
+class TiedWeights(TwoHeads):
+    """Uses body.weight outside body's forward: the check against autograd sends it to the generic path."""
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.body(x))) + (x @ self.body.weight.T)[:, :2]
+
+
 @pytest.mark.parametrize("out", ["full", "trace", "diagonal"])
 def test_dispatch_to_structured_and_generic_paths(out):
     torch.manual_seed(0)
     x1, x2 = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
-    for model, path in ((FCNet([3, 7, 2], act="tanh", dtype=torch.float64), "structured"), (TwoHeads(), "generic")):
+    models = ((FCNet([3, 7, 2], act="tanh", dtype=torch.float64), "structured"), (TwoHeads(), "structured"),
+              (TiedWeights(), "generic"))
+    for model, path in models:
         for second in (None, x2):
             kernel, info = ntk(model, x1, second, out=out, return_info=True)
             assert (info.path, info.backend) == (path, "torch")

@@ -127,14 +127,18 @@ class TinyConv(nn.Module):
 
 @pytest.mark.parametrize("make", [lambda dt: Residual(4, 5, dt), lambda dt: TinyConv(dt),
                                   lambda dt: OneHidden(4, 6, "tanh", dtype=dt)], ids=["residual", "conv1d", "onehidden"])
-def test_generic_custom_modules(make, dtype):
+def test_custom_modules(make, dtype):
+    """A forward of their own: generic always; structured unless a parameter is not in a known layer."""
     torch.manual_seed(4)
     model = make(dtype)
-    assert not is_structured(model)
+    assert is_structured(model) == (not isinstance(model, OneHidden))
     d = 8 if isinstance(model, TinyConv) else 4
     x1, x2 = _inputs(d, 6, 5, dtype)
     _check_all(generic_ntk, model, x1, x2, dtype)
     _check_all(generic_ntk, model, x1, x2, dtype, block_bytes=3000)  # several parameter groups and chunks
+    if is_structured(model):
+        _check_all(structured_ntk, model, x1, x2, dtype)
+        _check_all(structured_ntk, model, x1, x2, dtype, block_bytes=300)
 
 
 def test_generic_without_parameters():
@@ -155,19 +159,27 @@ def _hooked():
 
 def test_is_structured():
     shared = nn.Linear(3, 3)
-    assert is_structured(FCNet([2, 3, 1]))
-    assert is_structured(nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1))))
-    not_structured = [
-        OneHidden(2, 3),
-        nn.Linear(2, 1),  # not a Sequential
-        nn.Sequential(nn.Linear(2, 3), nn.ELU(), nn.Linear(3, 1)),  # activation not listed
-        nn.Sequential(nn.Linear(2, 3), nn.Dropout(), nn.Linear(3, 1)),
+    structured = [
+        FCNet([2, 3, 1]),
+        nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1))),
+        nn.Linear(2, 1),
+        nn.Sequential(nn.Linear(2, 3), nn.ELU(), nn.Linear(3, 1)),  # any parameter-free module between layers
         nn.Sequential(nn.Conv1d(1, 1, 1)),
+        nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.BatchNorm2d(2).eval(), nn.LayerNorm(4)),
+        Residual(2, 3, torch.float32),
+    ]
+    for model in structured:
+        assert is_structured(model), model
+    not_structured = [
+        OneHidden(2, 3),  # parameters of its own
         nn.Sequential(nn.ReLU(), nn.Tanh()),  # no parameters
         nn.Sequential(shared, nn.ReLU(), shared),  # shared weights
         nn.Sequential(MyLinear(2, 3)),  # forward overridden
         _hooked(),
-        Residual(2, 3, torch.float32),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)),  # batch norm in training mode
+        nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")),
+        nn.Sequential(nn.Conv2d(1, 2, 2, padding="same")),  # asymmetric "same" padding
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.GroupNorm(1, 2)),  # a layer not listed
     ]
     for model in not_structured:
         assert not is_structured(model), model
@@ -177,7 +189,7 @@ def test_bad_arguments():
     model = FCNet([2, 3, 1], dtype=torch.float64)
     x = torch.randn(3, 2, dtype=torch.float64)
     with pytest.raises(TypeError, match="model"):
-        structured_ntk(Residual(2, 3, torch.float64), x, None, "full")
+        structured_ntk(OneHidden(2, 3, dtype=torch.float64), x, None, "full")
     for fn in (structured_ntk, generic_ntk):
         with pytest.raises(ValueError, match="out"):
             fn(model, x, None, "sum")

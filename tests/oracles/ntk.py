@@ -34,14 +34,11 @@ def ntk_jacobian_contraction(model: torch.nn.Module, x1: torch.Tensor, x2: torch
 
     j1 = jac(x1)
     j2 = j1 if x2 is None else jac(x2)
-    full = sum(torch.einsum("iap,jbp->ijab", a, b) for a, b in zip(j1, j2))  # (N1, N2, O, O)
-    if full.shape[-1] == 1:
-        return full[..., 0, 0]
-    if out == "trace":
-        return full.diagonal(dim1=-2, dim2=-1).sum(-1)
-    if out == "diagonal":
-        return full.diagonal(dim1=-2, dim2=-1)
-    return full
+    n_out = j1[0].shape[1]
+    # one einsum per parameter tensor and per out (so "trace" costs a GEMM of (N, O P), not the full kernel's)
+    pattern = "iap,jbp->ijab" if out == "full" or n_out == 1 else "iap,jap->ij" if out == "trace" else "iap,jap->ija"
+    kernel = sum(torch.einsum(pattern, a, b) for a, b in zip(j1, j2))
+    return kernel[..., 0, 0] if n_out == 1 else kernel
 
 
 def ntk_fp64(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None,

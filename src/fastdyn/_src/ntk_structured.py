@@ -1,20 +1,30 @@
-"""Empirical NTK of deep MLPs by structured derivatives, and of any module by chunked Jacobian contraction.
+"""Empirical NTK by structured derivatives (per-layer Gram products), and of any module by Jacobian contraction.
 
 Both paths write the kernel as a sum of *terms*, each a Gram of per-point features:
 
-    Theta[i, j, a, b] = sum_terms  (sum_k D[i, a, k] D[j, b, k]) * K[i, j]
+    Theta[i, j, a, b] = sum_terms  sum_{s, s'} (D[i, a, s, :] . D[j, b, s', :]) * (H[i, s, :] . H[j, s', :] + bias)
 
-* Structured (``nn.Sequential`` of ``nn.Linear`` and elementwise activations, layers l = 1..L,
-  g_l = W_l h_{l-1} + b_l, h_l = phi(g_l), h_0 = x): one term per linear layer with D = delta_l = df/dg_l
-  (per output) and K = h_{l-1} h_{l-1}'^T + 1[bias] (science.md section 2; the idea of Novak et al. 2022).
-  One forward and one explicit backward per chunk of points, phi' by formula; no P-sized Jacobian row exists.
+* Structured: every parameter belongs to a layer whose parameter gradient factors through its input and its
+  output's delta = df/d(output): ``nn.Linear`` (on (N, ..., in) inputs), ``nn.Conv1d`` / ``nn.Conv2d`` (any stride,
+  padding, dilation, groups; zero padding), and the affine parts of ``nn.BatchNorm1d/2d`` (eval mode) and
+  ``nn.LayerNorm``. Whatever connects them is free: activations, pooling (max pooling through its argmax), flatten,
+  dropout in eval mode, residual sums, any ``forward``. One forward (forward hooks keep each layer's input and add
+  a zero probe to its output) and one backward batched over the O outputs give every layer's delta. Per layer the
+  cheaper of two routes by a flop count (the choice of Novak et al. 2022's structured derivatives):
+
+  - "gram": D = delta over the S output positions, H = the input patches (for a linear layer S = 1: the Gram of
+    deltas times the Gram of inputs, science.md section 2);
+  - "gradient": the per-point parameter gradient G = sum_s D_s H_s^T, formed once per point, then D = G, H = 1.
+
+  A first point is checked against autograd's parameter gradients before the path is used, so a model that uses a
+  layer's weights outside its forward (weight tying) or calls a layer twice falls back to the generic path.
 * Generic (any module): one term per group of parameters with D = the Jacobian block df/dtheta_group
-  (torch.func ``vmap(jacrev)``) and K = 1.
+  (torch.func ``vmap(jacrev)``) and H = 1.
 
 Work is tiled over chunks of points; with x2=None only blocks on and above the diagonal are computed and the
-result is mirrored, so it is exactly symmetric. Output conventions follow
-the torch.func oracle ``tests/oracles/ntk.py``: (N1, N2) for a scalar output; for O > 1 outputs
-out="full" gives (N1, N2, O, O), "trace" (N1, N2) and "diagonal" (N1, N2, O).
+result is mirrored, so it is exactly symmetric. Output conventions follow the torch.func oracle
+``tests/oracles/ntk.py``: (N1, N2) for a scalar output; for O > 1 outputs out="full" gives (N1, N2, O, O),
+"trace" (N1, N2) and "diagonal" (N1, N2, O). Inputs are (N, ...) of any trailing shape the model accepts.
 """
 from __future__ import annotations
 
@@ -24,102 +34,92 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
+
+from . import memory
 
 OUTS = ("full", "trace", "diagonal")
 
 # Bytes of one chunk's features, and of one block's Gram temporaries (the chunk size is picked so both fit).
 BLOCK_BYTES = 256 * 2**20
-# Features of all chunks are kept (not recomputed for every block) when they fit in CACHE_BLOCKS blocks.
+# Features of all chunks are kept (not recomputed for every block) when they fit in CACHE_BLOCKS blocks or in a
+# quarter of the memory available (per-point gradients of a CNN, N O P numbers, are worth keeping: recomputing them
+# per block costs a forward and backward each time).
 CACHE_BLOCKS = 4
 
-_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.Softplus, nn.Identity)
+_CONVS = (nn.Conv1d, nn.Conv2d)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+_LAYERS = (nn.Linear, *_CONVS, *_BATCH_NORMS, nn.LayerNorm)
+
+
+@dataclass(frozen=True)
+class LayerRoute:
+    """How one layer's part of the NTK was computed.
+
+    Attributes:
+        name: the layer's qualified name in the model ("" for the model itself), as in ``model.named_modules()``.
+        kind: its class name, e.g. "Conv2d".
+        route: "gram" (Gram of deltas times Gram of input patches), "gradient" (Gram of per-point parameter
+            gradients) or "jacobian" (torch.func Jacobian blocks, the generic path).
+        parameters: its number of parameters.
+    """
+
+    name: str
+    kind: str
+    route: str
+    parameters: int
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Which models the structured path knows
 
 
-def _flatten(module: nn.Module) -> list[nn.Module] | None:
-    """The layers of a (nested) plain nn.Sequential in call order, or None if it is not one."""
-    if type(module).forward is not nn.Sequential.forward:
-        return None
-    layers: list[nn.Module] = []
-    for child in module:
-        if isinstance(child, nn.Sequential):
-            inner = _flatten(child)
-            if inner is None:
-                return None
-            layers.extend(inner)
-        else:
-            layers.append(child)
-    return layers
-
-
-def _has_hooks(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
-
-
-def _known_layer(module: nn.Module) -> bool:
-    """An nn.Linear or a listed activation whose forward is the stock one, without hooks or parametrizations."""
-    if _has_hooks(module) or torch.nn.utils.parametrize.is_parametrized(module):
+def _stock_layer(module: nn.Module) -> bool:
+    """A listed layer with its stock forward, its own parameters only, in a state where it is per-point affine."""
+    cls = next((c for c in _LAYERS if isinstance(module, c)), None)
+    if cls is None or type(module).forward is not cls.forward or torch.nn.utils.parametrize.is_parametrized(module):
         return False
-    return any(isinstance(module, cls) and type(module).forward is cls.forward for cls in (nn.Linear, *_ACTIVATIONS))
+    if isinstance(module, _CONVS):
+        padding = module.padding
+        return module.padding_mode == "zeros" and (padding != "same" or all(
+            d * (k - 1) % 2 == 0 for d, k in zip(module.dilation, module.kernel_size)))  # "same" only if symmetric
+    if isinstance(module, _BATCH_NORMS):
+        # eval mode with running statistics: an affine map per channel (train mode couples the points of a batch)
+        return module.affine and not module.training and module.running_mean is not None
+    if isinstance(module, nn.LayerNorm):
+        return module.elementwise_affine
+    return True
 
 
-def _layers(model: nn.Module) -> list[nn.Module] | None:
-    """The layer list if the structured path applies to ``model``, else None."""
-    if not isinstance(model, nn.Sequential):
+def _structured_layers(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The (name, layer) pairs owning the model's parameters if the structured path may apply, else None."""
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
         return None
-    layers = _flatten(model)
-    if layers is None or any(_has_hooks(m) for m in model.modules()):
-        return None
-    if not layers or not all(_known_layer(m) for m in layers):
-        return None
-    linears = [m for m in layers if isinstance(m, nn.Linear)]
-    # A linear layer used twice shares its parameters between two places: the per-layer sum would count it wrong.
-    if not linears or len({id(m) for m in linears}) != len(linears):
-        return None
-    # Every parameter must belong to a linear layer (the reference sums over all named parameters).
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params != sum(p.numel() for m in linears for p in m.parameters(recurse=False)):
+    layers, owned = [], set()
+    for name, module in model.named_modules(remove_duplicate=False):  # a layer placed twice appears twice
+        own = list(module.parameters(recurse=False))
+        if not own:
+            continue
+        if not _stock_layer(module):
+            return None
+        layers.append((name, module))
+        owned.update(id(p) for p in own)
+    # every parameter owned exactly once (a shared layer or parameter would be counted once per use by the sum)
+    if not layers or len(owned) != len(list(model.parameters())) or \
+            sum(len(list(m.parameters(recurse=False))) for _, m in layers) != len(owned) or \
+            len({id(m) for _, m in layers}) != len(layers):
         return None
     return layers
 
 
 def is_structured(model: nn.Module) -> bool:
-    """True if ``model`` is an nn.Sequential (nested ones allowed) of only nn.Linear and the elementwise
-    activations ReLU, LeakyReLU, Tanh, GELU, Sigmoid, Softplus, Identity (e.g. :class:`fastdyn.models.FCNet`)."""
-    return _layers(model) is not None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Activation derivatives, by formula (the same branch choices as torch autograd at kinks)
-
-
-def _activation_derivative(module: nn.Module, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """phi'(g) for the activation ``module``, given its input g and output y = phi(g)."""
-    if isinstance(module, nn.ReLU):
-        return torch.sign(y)  # 1[g > 0] in one pass, since y = relu(g) >= 0
-    if isinstance(module, nn.LeakyReLU):
-        return torch.where(g > 0, torch.ones_like(g), torch.full_like(g, module.negative_slope))
-    if isinstance(module, nn.Tanh):
-        return 1 - y * y
-    if isinstance(module, nn.Sigmoid):
-        return y * (1 - y)
-    if isinstance(module, nn.Softplus):
-        bg = module.beta * g
-        return torch.where(bg > module.threshold, torch.ones_like(g), torch.sigmoid(bg))
-    if isinstance(module, nn.GELU):
-        if module.approximate == "tanh":
-            c = math.sqrt(2 / math.pi)
-            t = torch.tanh(c * (g + 0.044715 * g**3))
-            return 0.5 * (1 + t) + 0.5 * g * (1 - t * t) * c * (1 + 3 * 0.044715 * g * g)
-        cdf = 0.5 * (1 + torch.erf(g / math.sqrt(2)))
-        pdf = torch.exp(-0.5 * g * g) / math.sqrt(2 * math.pi)
-        return cdf + g * pdf
-    raise TypeError(f"no derivative for {type(module).__name__}")  # unreachable after _layers()
+    """True if every parameter of ``model`` belongs to an ``nn.Linear``, ``nn.Conv1d`` / ``nn.Conv2d`` (zero padding),
+    eval-mode ``nn.BatchNorm1d/2d`` or ``nn.LayerNorm`` with its stock forward, no layer or parameter is shared and
+    no module has hooks. The forward connecting them may be anything; :func:`structured_ntk` also checks the
+    first point against autograd (a layer called twice or a weight used outside its layer is not visible here)."""
+    return _structured_layers(model) is not None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -130,7 +130,8 @@ def _activation_derivative(module: nn.Module, g: torch.Tensor, y: torch.Tensor) 
 class _Term:
     """One summand of the kernel for one chunk of points.
 
-    delta: (c, O, w) per-output features, or None for the identity (delta[i, a, k] = [a == k]).
+    delta: (c, O, w) per-output features, or None for the identity (delta[i, a, k] = [a == k]); or, with S
+        positions and g groups, (c, O, S, g, o), contracted over all pairs of positions with h (c, S, g, k).
     h: (c, v) features whose Gram (+ bias) multiplies the delta Gram, or None for a factor 1.
     """
 
@@ -167,8 +168,52 @@ def _delta_block(di: torch.Tensor, dj: torch.Tensor | None, out: str) -> torch.T
     return g.reshape(ci, n_out, cj, n_out).permute(0, 2, 1, 3)
 
 
-def _add_term_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: str, n_out: int) -> None:
+def _add_positions_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: str, n_out: int,
+                         block_bytes: int) -> None:
+    """block += sum_g sum_{s, s'} (D_i,s . D_j,s') (H_i,s . H_j,s' + bias) of a term over positions, by GEMMs in
+    row slices so one slice's largest temporary fits in block_bytes. tj=None: the same chunk, the contribution
+    made exactly symmetric.
+
+    "full" contracts in the cheaper order E[i, a, o, j, s'] = sum_s D[i, a, s, o] HH[i, s, j, s'], then
+    sum_{o, s'} E D[j, b, s', o] (S^2 O o + S O^2 o per pair, not the S^2 O^2 o of the delta Gram);
+    "trace", "diagonal" and scalar outputs take the delta Gram over positions (S^2 O o) times HH, summed."""
+    di, hi = ti.delta, ti.h
+    dj, hj = (di, hi) if tj is None else (tj.delta, tj.h)
+    ci, _, positions, groups, o = di.shape
+    cj = dj.shape[0]
+    target = torch.zeros_like(block) if tj is None else block
+    per_row = cj * positions * max(positions, n_out * o if out == "full" and n_out > 1 else positions)
+    rows = max(1, block_bytes // (di.element_size() * 3 * per_row))
+    for start in range(0, ci, rows):
+        r = slice(start, start + rows)
+        n = di[r].shape[0]
+        for g in range(groups):
+            hh = (hi[r, :, g].reshape(n * positions, -1) @ hj[:, :, g].reshape(cj * positions, -1).T)
+            hh = hh.reshape(n, positions, cj, positions)
+            if ti.bias:
+                hh += 1
+            a, b = di[r, :, :, g], dj[:, :, :, g]  # (n, O, S, o), (cj, O, S, o)
+            if n_out == 1 or out == "trace":
+                dd = a.transpose(1, 2).reshape(n * positions, -1) @ b.transpose(1, 2).reshape(cj * positions, -1).T
+                target[r] += torch.einsum("isjt,isjt->ij", dd.reshape(n, positions, cj, positions), hh)
+            elif out == "diagonal":
+                for k in range(n_out):
+                    dd = a[:, k].reshape(n * positions, o) @ b[:, k].reshape(cj * positions, o).T
+                    target[r, :, k] += torch.einsum("isjt,isjt->ij", dd.reshape(n, positions, cj, positions), hh)
+            else:
+                e = torch.bmm(a.permute(0, 1, 3, 2).reshape(n, n_out * o, positions),
+                              hh.reshape(n, positions, cj * positions))  # (n, O o, cj S)
+                target[r] += torch.einsum("iaojt,jbto->ijab", e.reshape(n, n_out, o, cj, positions), b)
+    if tj is None:
+        block += (target + (target.permute(1, 0, 3, 2) if target.ndim == 4 else target.transpose(0, 1))) / 2
+
+
+def _add_term_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: str, n_out: int,
+                    block_bytes: int = BLOCK_BYTES) -> None:
     """block += contribution of one term between two chunks (tj=None: the same chunk)."""
+    if ti.delta is not None and ti.delta.ndim == 5:
+        _add_positions_block(block, ti, tj, out, n_out, block_bytes)
+        return
     k = None
     if ti.h is not None:
         k = _gram(ti.h, None if tj is None else tj.h)
@@ -195,6 +240,11 @@ def _add_term_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: str, 
         block.addcmul_(dd, k.reshape(k.shape + (1,) * (dd.ndim - 2)))
 
 
+def _cache_fits(total_bytes: int, device: torch.device, block_bytes: int) -> bool:
+    available = memory.available_memory(device) or 0
+    return total_bytes <= max(CACHE_BLOCKS * block_bytes, available // 4)
+
+
 def _chunk_size(n_points: int, bytes_per_point: int, pair_bytes: int, block_bytes: int) -> int:
     """Points per chunk so one chunk's features and one block's Gram temporaries each fit in block_bytes."""
     by_features = block_bytes // max(bytes_per_point, 1)
@@ -203,7 +253,8 @@ def _chunk_size(n_points: int, bytes_per_point: int, pair_bytes: int, block_byte
 
 
 def _accumulate(result: torch.Tensor, features: Callable[[torch.Tensor], list[_Term]], x1: torch.Tensor,
-                x2: torch.Tensor | None, out: str, n_out: int, chunk: int, cache: bool) -> None:
+                x2: torch.Tensor | None, out: str, n_out: int, chunk: int, cache: bool,
+                block_bytes: int = BLOCK_BYTES) -> None:
     """result += sum of the terms of ``features`` over all blocks of points (upper blocks mirrored if x2 is None).
 
     ``cache``: keep every chunk's features instead of recomputing the column chunk for each row chunk.
@@ -230,13 +281,13 @@ def _accumulate(result: torch.Tensor, features: Callable[[torch.Tensor], list[_T
             sj = slice(j, j + chunk)
             if x2 is None and j == i:
                 for term in ti:
-                    _add_term_block(result[si, si], term, None, out, n_out)
+                    _add_term_block(result[si, si], term, None, out, n_out, block_bytes)
                 continue
             tj = column_terms(j)
             # With x2=None the block is also added, transposed, below the diagonal; else straight into result.
             block = torch.zeros_like(result[si, sj]) if x2 is None else result[si, sj]
             for a, b in zip(ti, tj):
-                _add_term_block(block, a, b, out, n_out)
+                _add_term_block(block, a, b, out, n_out, block_bytes)
             if x2 is None:
                 result[si, sj] += block
                 result[sj, si] += block.transpose(0, 1).transpose(2, 3) if block.ndim == 4 else block.transpose(0, 1)
@@ -257,94 +308,288 @@ def _check_out(out: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Structured derivatives
+# Per-layer factors: input patches H (c, S, g, k), deltas D (c, O, S, g, o), per-point gradients G (c, O, P)
 
 
-def _mlp_terms(layers: list[nn.Module], x: torch.Tensor) -> list[_Term]:
-    """One forward and one explicit backward of the MLP on a chunk x (c, d_in): a term per linear layer."""
-    # Elementwise passes over (c, width) arrays cost as much as a GEMM here, so tensors this function made
-    # itself ("owned") are updated in place; x and views of the weights never are.
-    tape: list[tuple[nn.Module, torch.Tensor]] = []  # (linear, its input) or (activation, phi'(its input))
-    h, owned = x, False
-    for module in layers:
-        if isinstance(module, nn.Identity):
+def _conv2d_geometry(module: nn.Module) -> dict:
+    """F.unfold's arguments for a Conv1d (as a Conv2d of height 1) or a Conv2d."""
+    one_d = isinstance(module, nn.Conv1d)
+    padding = module.padding
+    if padding == "valid":
+        padding = (0,) * len(module.kernel_size)
+    elif padding == "same":
+        padding = tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+    lift = (lambda t: (1, *t)) if one_d else tuple
+    return {"kernel_size": lift(module.kernel_size), "dilation": lift(module.dilation),
+            "padding": (0, *padding) if one_d else tuple(padding), "stride": lift(module.stride)}
+
+
+def _layer_input(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the layer's parameter gradient needs of its input x: (c, S, in) for Linear, the unfolded patches
+    (c, C * K, S) for a convolution, the normalised input x_hat (the input's shape) for a norm layer."""
+    x = x.detach()
+    c = x.shape[0]
+    if isinstance(module, nn.Linear):
+        return x.reshape(c, -1, module.in_features).clone()  # a copy: the forward may change x in place later
+    if isinstance(module, _CONVS):
+        return F.unfold(x.unsqueeze(2) if isinstance(module, nn.Conv1d) else x, **_conv2d_geometry(module))
+    if isinstance(module, nn.LayerNorm):
+        return F.layer_norm(x, module.normalized_shape, None, None, module.eps)
+    shape = (1, -1) + (1,) * (x.ndim - 2)  # batch norm in eval mode
+    return (x - module.running_mean.reshape(shape)) * torch.rsqrt(module.running_var.reshape(shape) + module.eps)
+
+
+def _patches(module: nn.Module, stored: torch.Tensor) -> torch.Tensor:
+    """(c, S, g, k) input patches of a Linear or convolution with g groups and k inputs per group."""
+    c = stored.shape[0]
+    if isinstance(module, nn.Linear):
+        return stored.unsqueeze(2)
+    return stored.transpose(1, 2).reshape(c, stored.shape[2], module.groups, -1)
+
+
+def _positions(module: nn.Module, delta: torch.Tensor) -> torch.Tensor:
+    """(c, O, S, g, o) deltas of a Linear or convolution from df/d(output) (c, O, *output shape)."""
+    c, n_out = delta.shape[:2]
+    if isinstance(module, nn.Linear):
+        return delta.reshape(c, n_out, -1, 1, module.out_features)
+    per_position = delta.reshape(c, n_out, module.out_channels, -1).transpose(2, 3)
+    return per_position.reshape(c, n_out, per_position.shape[2], module.groups, -1)
+
+
+def _gradient(module: nn.Module, delta: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
+    """(c, O, P) per-point, per-output gradients of the layer's parameters (weight then bias, each flattened in
+    its own order) from delta = df/d(output) (c, O, *output shape) and the stored input."""
+    c, n_out = delta.shape[:2]
+    if isinstance(module, (nn.Linear, *_CONVS)):
+        d = _positions(module, delta)
+        parts = [torch.einsum("nasgo,nsgk->nagok", d, _patches(module, stored)).reshape(c, n_out, -1)]
+        if module.bias is not None:
+            parts.append(d.sum(2).reshape(c, n_out, -1))
+        return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+    if isinstance(module, nn.LayerNorm):
+        summed = tuple(range(2, delta.ndim - len(module.normalized_shape)))  # positions before the normalised axes
+    else:
+        summed = tuple(range(3, delta.ndim))  # batch norm: every axis after the channels
+    def over_positions(t):  # (an empty tuple would make torch sum over every axis)
+        return (t.sum(summed) if summed else t).reshape(c, n_out, -1)
+
+    parts = [over_positions(delta * stored.unsqueeze(1))]
+    if module.bias is not None:
+        parts.append(over_positions(delta))
+    return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+
+
+@dataclass(frozen=True)
+class _LayerPlan:
+    """One layer of a structured plan: its route and the sizes that priced it (S positions, g groups, o outputs
+    and k inputs per group)."""
+
+    name: str
+    module: nn.Module
+    route: str
+    positions: int
+    groups: int
+    outputs: int
+    inputs: int
+    parameters: int
+    activations: int  # numbers in the layer's output per point
+
+
+@dataclass(frozen=True)
+class StructuredPlan:
+    """The layers of a model the structured path runs on, each with its route; see :func:`plan_structured`."""
+
+    layers: tuple[_LayerPlan, ...]
+    n_out: int
+
+    @property
+    def routes(self) -> tuple[LayerRoute, ...]:
+        return tuple(LayerRoute(p.name, type(p.module).__name__, p.route, p.parameters) for p in self.layers)
+
+
+def _pair_weight(n_out: int, out: str) -> int:
+    """Output pairs one pair of points costs: O^2 for "full", O for "trace" / "diagonal", 1 for a scalar output."""
+    return 1 if n_out == 1 else n_out * n_out if out == "full" else n_out
+
+
+def _route(module: nn.Module, positions: int, groups: int, outputs: int, inputs: int, parameters: int,
+           n_out: int, weight: int) -> str:
+    """The cheaper route by flops per pair of points (see :func:`_add_positions_block`): "gram" costs per group
+    S^2 (k + O o) + S O_eff o + S^2 O_eff, "gradient" O_eff P (the per-point gradients are linear in N)."""
+    if not isinstance(module, (nn.Linear, *_CONVS)):
+        return "gradient"  # a norm layer's 2C parameters
+    s = positions
+    gram = groups * (s * s * (inputs + n_out * outputs) + s * weight * outputs + s * s * weight)
+    return "gram" if gram <= weight * parameters else "gradient"
+
+
+def _hooked_forward(model: nn.Module, modules: list[nn.Module], x: torch.Tensor):
+    """model(x) with every layer's input kept and a zero probe added to its output (so df/d(probe) = delta).
+
+    Returns (y (c, O), stored inputs, probes, calls per layer)."""
+    index = {id(m): i for i, m in enumerate(modules)}
+    stored: list = [None] * len(modules)
+    probes: list = [None] * len(modules)
+    calls = [0] * len(modules)
+
+    def hook(module, args, output):
+        i = index[id(module)]
+        calls[i] += 1
+        stored[i] = _layer_input(module, args[0])
+        probes[i] = torch.zeros_like(output, requires_grad=True)
+        return output + probes[i]
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.enable_grad():
+            y = model(x.clone())  # a copy: a first in-place activation must not change the caller's x
+            flat = y.reshape(x.shape[0], -1) if isinstance(y, torch.Tensor) and y.ndim >= 1 else None
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not isinstance(y, torch.Tensor) or y.ndim < 1 or y.shape[0] != x.shape[0]:
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"model must map (N, ...) inputs to (N, ...) outputs; on {x.shape[0]} points it "
+                         f"returned {shape}")
+    return flat, stored, probes, calls
+
+
+def _deltas(y: torch.Tensor, probes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """df_a/d(probe) for every output a in one backward batched over the outputs: each (c, O, *probe shape)."""
+    n_out = y.shape[1]
+    if n_out == 1:
+        cotangent, batched = torch.ones_like(y), False
+    else:
+        cotangent = torch.eye(n_out, dtype=y.dtype, device=y.device)[:, None, :].expand(n_out, *y.shape)
+        batched = True
+    grads = torch.autograd.grad(y, probes, cotangent, is_grads_batched=batched, allow_unused=True)
+    out = []
+    for grad, probe in zip(grads, probes):
+        if grad is None:  # the output does not depend on this layer
+            grad = probe.new_zeros((n_out, *probe.shape) if batched else probe.shape)
+        out.append(grad.movedim(0, 1) if batched else grad.unsqueeze(1))
+    return out
+
+
+def _matches_autograd(model: nn.Module, modules: list[nn.Module], x: torch.Tensor, y: torch.Tensor,
+                      stored: list[torch.Tensor], probes: list[torch.Tensor]) -> bool:
+    """Do the per-layer gradients from deltas and inputs (of a hooked forward on x, a few points, outputs summed)
+    equal autograd's parameter gradients? False for a weight used outside its layer, a parameter-free module that
+    mixes the points of a batch and the like."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    true = torch.func.grad(lambda p: functional_call(model, p, (x.clone(),)).sum())(params)
+    by_id = {id(p): true[name] for name, p in model.named_parameters()}
+    with torch.enable_grad():
+        deltas = torch.autograd.grad(y.sum(), probes, allow_unused=True)
+    tol = 1e-9 if x.dtype == torch.float64 else 1e-4
+    for module, delta, kept, probe in zip(modules, deltas, stored, probes):
+        delta = torch.zeros_like(probe) if delta is None else delta
+        ours = _gradient(module, delta.unsqueeze(1), kept).sum(0)[0]
+        expected = torch.cat([by_id[id(p)].reshape(-1) for p in module.parameters(recurse=False)])
+        if ours.shape != expected.shape or (ours - expected).abs().max() > tol * (1 + expected.abs().max()):
+            return False
+    return True
+
+
+def plan_structured(model: nn.Module, x: torch.Tensor, out: str = "full") -> StructuredPlan | None:
+    """The structured plan of ``model`` on inputs like ``x`` (N, ...) — each layer's route by its flop count —
+    or None when the structured path does not apply (see :func:`is_structured`; the first points are also
+    checked against autograd's gradients)."""
+    _check_out(out)
+    layers = _structured_layers(model)
+    if layers is None:
+        return None
+    modules = [m for _, m in layers]
+    probe_points = x[:2]
+    y, stored, probes, calls = _hooked_forward(model, modules, probe_points)
+    if any(count != 1 for count in calls) or not _matches_autograd(model, modules, probe_points, y, stored, probes):
+        return None
+    n_out = y.shape[1]
+    weight = _pair_weight(n_out, out)
+    plans = []
+    for (name, module), kept, probe in zip(layers, stored, probes):
+        parameters = sum(p.numel() for p in module.parameters(recurse=False))
+        activations = probe[0].numel()
+        if isinstance(module, (nn.Linear, *_CONVS)):
+            h = _patches(module, kept)
+            positions, groups, inputs = h.shape[1], h.shape[2], h.shape[3]
+            outputs = (module.out_features if isinstance(module, nn.Linear) else module.out_channels) // groups
+        else:
+            positions, groups, outputs, inputs = activations, 1, 1, 1
+        route = _route(module, positions, groups, outputs, inputs, parameters, n_out, weight)
+        plans.append(_LayerPlan(name, module, route, positions, groups, outputs, inputs, parameters, activations))
+    return StructuredPlan(tuple(plans), n_out)
+
+
+def _structured_terms(model: nn.Module, plan: StructuredPlan, x: torch.Tensor) -> list[_Term]:
+    """One hooked forward and one batched backward on a chunk x (c, ...): a "gram" term per such layer and one
+    term of all "gradient" layers' per-point gradients side by side."""
+    modules = [p.module for p in plan.layers]
+    y, stored, probes, _ = _hooked_forward(model, modules, x)
+    deltas = _deltas(y, probes)
+    del y, probes  # frees the autograd graph
+    c = x.shape[0]
+    terms, gradients = [], []
+    for layer, delta, kept in zip(plan.layers, deltas, stored):
+        module = layer.module
+        if layer.route == "gradient":
+            gradients.append(_gradient(module, delta, kept))
             continue
-        if isinstance(module, nn.Linear):
-            tape.append((module, h))
-            h, owned = torch.nn.functional.linear(h, module.weight, module.bias), True
-        elif isinstance(module, nn.ReLU):
-            h = torch.relu_(h) if owned else torch.relu(h)  # the pre-activation is not needed afterwards
-            tape.append((module, _activation_derivative(module, h, h)))
-            owned = True
+        d, h = _positions(module, delta), _patches(module, kept)
+        bias = module.bias is not None
+        if layer.positions == 1 and layer.groups == 1:
+            terms.append(_Term(d.reshape(c, plan.n_out, -1), h.reshape(c, -1), bias))
         else:
-            y = module(h.clone() if getattr(module, "inplace", False) else h)
-            tape.append((module, _activation_derivative(module, h, y)))
-            h, owned = y, True
-    linears_left = sum(isinstance(m, nn.Linear) for m, _ in tape)
-    terms: list[_Term] = []
-    delta, owned = None, False  # df/d(current tensor), (c, O, width); None = identity
-    for module, saved in reversed(tape):
-        if linears_left == 0:
-            break
-        if isinstance(module, nn.Linear):
-            terms.append(_Term(delta, saved, module.bias is not None))
-            linears_left -= 1
-            if linears_left:
-                w = module.weight.detach()
-                if delta is None:
-                    delta, owned = w.unsqueeze(0).expand(x.shape[0], -1, -1), False  # a view of the weights
-                else:
-                    c, n_out, width = delta.shape
-                    delta, owned = (delta.reshape(c * n_out, width) @ w).reshape(c, n_out, -1), True
-        elif delta is None:
-            delta, owned = torch.diag_embed(saved), True
-        elif owned:
-            delta.mul_(saved[:, None, :])
-        else:
-            delta, owned = delta * saved[:, None, :], True
+            terms.append(_Term(d, h, bias))
+    if gradients:
+        terms.append(_Term(torch.cat(gradients, 2) if len(gradients) > 1 else gradients[0]))
     return terms
 
 
-def _mlp_output_size(layers: list[nn.Module], d_in: int) -> int:
-    size = d_in
-    for module in layers:
-        if isinstance(module, nn.Linear):
-            size = module.out_features
-    return size
+def _plan_bytes_per_point(plan: StructuredPlan) -> int:
+    """Numbers one point's features and its share of the forward/backward take (times the item size)."""
+    total = 0
+    for p in plan.layers:
+        if p.route == "gram":
+            total += plan.n_out * p.positions * p.groups * p.outputs + p.positions * p.groups * p.inputs
+        else:
+            total += plan.n_out * p.parameters
+        total += (plan.n_out + 3) * p.activations  # saved activations, batched backward, probes
+    return total
 
 
 @torch.no_grad()
 def structured_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out: str = "full", *,
-                   block_bytes: int = BLOCK_BYTES) -> torch.Tensor:
-    """Empirical NTK of an MLP (see :func:`is_structured`) by structured derivatives.
+                   plan: StructuredPlan | None = None, block_bytes: int = BLOCK_BYTES) -> torch.Tensor:
+    """Empirical NTK by structured derivatives (see the module docstring and :func:`is_structured`).
 
     Args:
-        model: an nn.Sequential of nn.Linear and elementwise activations.
-        x1: (N1, d_in); x2: (N2, d_in) or None for Theta(x1, x1) (exactly symmetric, upper blocks only).
+        model: a module whose parameters all belong to the listed layers; its points are independent.
+        x1: (N1, ...); x2: (N2, ...) or None for Theta(x1, x1) (exactly symmetric, upper blocks only).
         out: "full" | "trace" | "diagonal" for O > 1 outputs (ignored for a scalar output).
+        plan: from :func:`plan_structured` (made here when None).
         block_bytes: memory of one chunk's features and of one block's Gram temporaries.
 
     Returns (N1, N2) for a scalar output, else (N1, N2, O, O) / (N1, N2) / (N1, N2, O) for full / trace / diagonal.
-    Cost: per chunk one forward and backward (deltas for all O outputs at once), then per layer and block a Gram of
-    deltas and one of activations (syrk on the diagonal blocks). Peak memory: the result, plus the features of all
-    chunks when they fit in CACHE_BLOCKS * block_bytes (else two chunks, recomputed per block), plus about three
-    block_bytes of temporaries.
+    Cost: per chunk one forward and one backward batched over the O outputs, then per block and "gram" layer a
+    Gram of deltas and one of input patches, and one Gram of the "gradient" layers' per-point gradients (syrk on
+    the diagonal blocks). Peak memory: the result, plus the features of all chunks when they fit (see
+    CACHE_BLOCKS; else two chunks, recomputed per block), plus about three block_bytes of temporaries.
     """
     _check_out(out)
-    layers = _layers(model)
-    if layers is None:
-        raise TypeError(f"model must be an nn.Sequential of nn.Linear and elementwise activations, "
-                        f"got {type(model).__name__}; use generic_ntk")
-    n_out = _mlp_output_size(layers, x1.shape[1])
+    plan = plan_structured(model, x1, out) if plan is None else plan
+    if plan is None:
+        raise TypeError(f"model ({type(model).__name__}) is not one the structured path applies to (see "
+                        f"is_structured); use generic_ntk")
     item = x1.element_size()
-    widths = sum(m.in_features + n_out * m.out_features for m in layers if isinstance(m, nn.Linear))
-    widths += sum(n_out * m.in_features for m in layers if isinstance(m, nn.Linear))  # activation phi' and temporaries
-    pair = item * (n_out**2 if out == "full" else 1 if out == "trace" else n_out) * 3
-    chunk = _chunk_size(max(x1.shape[0], 0 if x2 is None else x2.shape[0]), item * widths, pair, block_bytes)
-    result = _result(x1, x2, out, n_out)
+    per_point = item * _plan_bytes_per_point(plan)
+    pair = item * _pair_weight(plan.n_out, out) * 3
     n_cols = x1.shape[0] if x2 is None else x2.shape[0]
-    cache = math.ceil(n_cols / chunk) * chunk * item * widths <= CACHE_BLOCKS * block_bytes
-    _accumulate(result, lambda x: _mlp_terms(layers, x), x1, x2, out, n_out, chunk, cache)
+    chunk = _chunk_size(max(x1.shape[0], n_cols), per_point, pair, block_bytes)
+    result = _result(x1, x2, out, plan.n_out)
+    cache = _cache_fits(math.ceil(n_cols / chunk) * chunk * per_point, x1.device, block_bytes)
+    _accumulate(result, lambda x: _structured_terms(model, plan, x), x1, x2, out, plan.n_out, chunk, cache,
+                block_bytes)
     return result
 
 
@@ -358,7 +603,7 @@ def _jacobian_terms(model: nn.Module, names: list[str], params: dict[str, torch.
     fixed = {k: v for k, v in params.items() if k not in names}
 
     def f(group, xi):
-        return functional_call(model, {**fixed, **group}, (xi.unsqueeze(0),)).reshape(-1)
+        return functional_call(model, {**fixed, **group}, (xi.unsqueeze(0).clone(),)).reshape(-1)
 
     jac = vmap(jacrev(f), (None, 0))({k: params[k] for k in names}, x)  # {name: (c, O, *shape)}
     return [_Term(torch.cat([j.flatten(2) for j in jac.values()], dim=2))]
@@ -368,12 +613,12 @@ def generic_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out
                 block_bytes: int = BLOCK_BYTES) -> torch.Tensor:
     """Empirical NTK of any module by Jacobian contraction (torch.func ``vmap(jacrev)``), chunked.
 
-    Args as :func:`structured_ntk`; the model maps (N, d_in) to (N, ...) and its output per point is flattened to O.
+    Args as :func:`structured_ntk`; the model maps (N, ...) to (N, ...) and its output per point is flattened to O.
 
     Parameters are packed in groups and points in chunks so one chunk's Jacobian block (chunk * O * P_group
     numbers) fits in block_bytes (a single parameter tensor larger than that gets chunks of one point). Peak
     memory: the result, plus the Jacobian blocks of all chunks of one group when they fit in
-    CACHE_BLOCKS * block_bytes (else two, recomputed per block), plus torch.func's backward of a chunk
+    CACHE_BLOCKS * block_bytes or a quarter of free memory (else two, recomputed per block), plus torch.func's backward of a chunk
     (about chunk * O activations of the model), plus about three block_bytes of Gram temporaries.
     """
     _check_out(out)
@@ -401,7 +646,65 @@ def generic_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out
     n_cols = x1.shape[0] if x2 is None else x2.shape[0]
     for names in groups:
         group_bytes = item * n_out * sum(params[k].numel() for k in names)
-        cache = math.ceil(n_cols / chunk) * chunk * group_bytes <= CACHE_BLOCKS * block_bytes
+        cache = _cache_fits(math.ceil(n_cols / chunk) * chunk * group_bytes, x1.device, block_bytes)
         _accumulate(result, lambda x, names=names: _jacobian_terms(model, names, params, x), x1, x2, out, n_out,
-                    chunk, cache)
+                    chunk, cache, block_bytes)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# NTK-vector products: no Jacobian of x1 and no per-layer features, for models with many outputs or parameters
+
+
+def ntvp_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out: str = "full", *,
+             block_bytes: int = BLOCK_BYTES) -> torch.Tensor:
+    """Empirical NTK of any module by NTK-vector products (neural-tangents' NTK_VECTOR_PRODUCTS).
+
+    For a chunk of columns, ``vjp`` gives the parameter gradient of each (point, output) pair (rows of J(x2)),
+    and a ``jvp`` of the model on a chunk of x1 along each of them gives a column block J(x1) J(x2)^T; J(x1) is
+    never formed. Memory: one column chunk's rows (chunk * O * P numbers, at most block_bytes), the jvps'
+    activations, and the result only in the ``out`` asked for ((N1, N2) for "trace": no (N1, N2, O, O)).
+    Cost: about N2 * O forward-mode passes over x1 (so slower than the structured path where both apply).
+    Args and result as :func:`structured_ntk`.
+    """
+    _check_out(out)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    with torch.no_grad():
+        n_out = model(x1[:1]).reshape(-1).numel()
+    result = _result(x1, x2, out, n_out)
+    if not params:
+        return result
+    xc = x1 if x2 is None else x2
+    item, n_params = x1.element_size(), sum(p.numel() for p in params.values())
+    cols = max(1, min(xc.shape[0], block_bytes // (item * n_out * n_params)))
+    rows = max(1, min(x1.shape[0], block_bytes // (item * cols * n_out * n_out * 4)))
+
+    def f(p, x):
+        return functional_call(model, p, (x.clone(),)).reshape(x.shape[0], -1)
+
+    for j in range(0, xc.shape[0], cols):
+        xj = xc[j:j + cols]
+        cj = xj.shape[0]
+        _, vjp_fn = torch.func.vjp(lambda p: f(p, xj), params)
+        cotangents = torch.eye(cj * n_out, dtype=x1.dtype, device=x1.device).reshape(cj * n_out, cj, n_out)
+        (gradients,) = vmap(vjp_fn)(cotangents)  # {name: (cj * O, *shape)}
+        for i in range(0, x1.shape[0], rows):
+            if x2 is None and i >= j + cj:
+                break  # below the diagonal: mirrored from the upper blocks
+            xi = x1[i:i + rows]
+            ci = xi.shape[0]
+            push = vmap(lambda t: torch.func.jvp(lambda p: f(p, xi), (params,), (t,))[1])
+            block = push(gradients).reshape(cj, n_out, ci, n_out).permute(2, 0, 3, 1)  # (ci, cj, a, b)
+            if n_out == 1:
+                block = block[..., 0, 0]
+            elif out != "full":
+                block = block.diagonal(dim1=-2, dim2=-1)
+                block = block.sum(-1) if out == "trace" else block
+            result[i:i + ci, j:j + cj] = block
+            if x2 is None:
+                result[j:j + cj, i:i + ci] = block.transpose(0, 1).transpose(2, 3) if block.ndim == 4 \
+                    else block.transpose(0, 1)
+    if x2 is None:  # blocks on the diagonal band were written twice: make the result exactly symmetric
+        mirrored = result.transpose(0, 1).transpose(2, 3) if result.ndim == 4 else result.transpose(0, 1)
+        result = (result + mirrored) / 2
     return result

@@ -17,3 +17,15 @@ def require(module_name: str, extra: str, needed_by: str) -> ModuleType:
     except ImportError as error:
         top = module_name.partition(".")[0]
         raise ImportError(f"{needed_by} needs {PIP_NAMES.get(top, top)}: pip install 'fastdyn[{extra}]'") from error
+
+
+def progress_bar(items, desc: str, *, enabled: bool = True):
+    """``items`` wrapped in a tqdm bar (stderr, cleared when done) when ``enabled`` and tqdm is installed (it comes
+    with the experiments extra; the kernel library does not need it), else ``items`` itself."""
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, leave=False)
