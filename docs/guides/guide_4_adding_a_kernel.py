@@ -8,6 +8,8 @@ spirit of PyTorch ATen's ``DispatchStub``). ``backend="auto"``, the strict ``bac
 all follow from the registrations. This guide looks at the registry as it is, then walks through the recipe on
 the operation ``loss.hinge_gradient`` (the output derivative of the α-trick hinge loss).
 """
+import inspect
+
 import torch
 
 import fastdyn
@@ -40,26 +42,19 @@ print(registry.OPERATIONS["loss.hinge_gradient"].signature)
 #    (``Call call(...); call.check("f", f, {"p"});``: dims named once, dtype, device, layout; errors name the
 #    argument); ``call.dispatch`` picks float or double and releases the GIL; the caller allocates the outputs,
 #    the kernel owns its scratch.
-# 3. **Register** one function per backend where it is written, for instance the plain-torch reference in
-#    ``fastdyn/_src/backend_torch/losses.py``::
-#
-#        @register("loss.hinge_gradient", "torch")
-#        def hinge_gradient(f, f0, y, *, alpha):
-#            margin = alpha * (f - f0) * y
-#            below = margin < 1
-#            g = -y * below.to(y.dtype) / (f.shape[0] * alpha)
-#            loss = float(torch.relu(1 - margin).sum(dtype=torch.float64)) / (f.shape[0] * alpha * alpha)
-#            return g, loss, int(below.sum())
-#
-#    and the same in ``backend_cpu/`` (allocate the outputs, one keyword call into ``fastdyn._core``),
-#    ``backend_cuda/`` and optionally ``backend_numba/``; add the module to the package's ``__init__``.
+# 3. **Register** one function per backend where it is written: the plain-torch reference in
+#    ``fastdyn/_src/backend_torch/losses.py`` (its source is printed below), the same in ``backend_cpu/``
+#    (allocate the outputs, one keyword call into ``fastdyn._core``), ``backend_cuda/`` and optionally
+#    ``backend_numba/``; add the module to the package's ``__init__``.
 # 4. **Test** it against an oracle that is not one of the backends, on every available backend, in fp64 to 1e-9
 #    and fp32 to 1e-4 (``tests/test_losses.py``), and time it in ``bench/`` if its speed is the point.
-#
+print(inspect.getsource(registry.implementation("loss.hinge_gradient", "torch")))
+
+# %%
 # Step 4 in miniature
 # -------------------
 # The oracle: autograd on the loss written out, L = Σ relu(1 − α (f − f₀) y) / (p α²).
-p, alpha = 37, 0.5  # odd sizes catch tiling bugs
+p, alpha = 37, 2.0  # odd sizes catch tiling bugs
 generator = torch.Generator().manual_seed(0)
 f, f0 = (torch.randn(p, dtype=torch.float64, generator=generator) for _ in range(2))
 y = torch.where(torch.rand(p, generator=generator, dtype=torch.float64) > 0.5, 1.0, -1.0).double()
