@@ -80,16 +80,50 @@ def rewrite(text: str, base: Path, prefix: str = "") -> str:
     return LINK.sub(link, text)
 
 
-def demote(markdown: str) -> str:
-    """Headings one level down, so that an included README sits under the page's own title."""
-    return re.sub(r"^(#+) ", r"#\1 ", markdown, flags=re.M)
+def headings(markdown: str):
+    """(line index, level, title) of each heading of ``markdown``, code blocks skipped."""
+    fenced = False
+    for i, line in enumerate(markdown.splitlines()):
+        fenced ^= line.startswith("```")
+        match = None if fenced else re.match(r"(#+) (.*)", line)
+        if match:
+            yield i, len(match[1]), match[2]
 
 
-def promote(markdown: str) -> str:
-    """Headings one level up while the first is not a title (a page needs one)."""
-    while not markdown.lstrip().startswith("# ") and re.search(r"^## ", markdown, flags=re.M):
-        markdown = re.sub(r"^#(#+) ", r"\1 ", markdown, flags=re.M)
-    return markdown
+def relevel(markdown: str, top: int) -> str:
+    """``markdown`` with its headings shifted so that the highest is of level ``top``."""
+    found = list(headings(markdown))
+    if not found:
+        return markdown
+    lines, shift = markdown.splitlines(), top - min(level for _, level, _ in found)
+    for i, level, title in found:
+        lines[i] = "#" * (level + shift) + " " + title
+    return "\n".join(lines)
+
+
+def section(markdown: str, anchor: str) -> str | None:
+    """The section of ``markdown`` under the heading whose GitHub-style slug (as myst-parser makes anchors) is
+    ``anchor``, down to the next heading of its level or above; None when no heading has that slug."""
+    lines, start, top = markdown.splitlines(), None, 0
+    for i, level, title in headings(markdown):
+        if start is None and re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-") == anchor:
+            start, top = i, level
+        elif start is not None and level <= top:
+            return "\n".join(lines[start:i])
+    return None if start is None else "\n".join(lines[start:])
+
+
+def row_sections(cell: str) -> list[tuple[Path, str]]:
+    """(file, section text) of each link of a README cell to a section of a results page (``page.md#anchor``)."""
+    found = []
+    for _, _, target in LINK.findall(cell):
+        path, _, anchor = target.partition("#")
+        source = (ROOT / path).resolve()
+        if anchor and source.suffix == ".md" and source.is_relative_to(RESULTS) and source.exists():
+            text = section(source.read_text(), anchor)
+            if text is not None:
+                found.append((source, text))
+    return found
 
 
 def value_text(value) -> str:
@@ -131,13 +165,17 @@ def experiment_page(name: str, row: list[str] | None) -> str:
     stored = json.loads(results.read_text())
     readme = directory / "README.md"
     readme_text = readme.read_text() if readme.exists() else ""
-    if readme_text:
-        title, body = readme_text.split("\n", 1) if readme_text.startswith("# ") else ("# The results", readme_text)
-        parts += [f"#{title}", "", f"*From the committed `results/{name}/README.md`.*", "",
-                  demote(rewrite(body, directory)), ""]
-    figures = [png for png in sorted(directory.glob("*.png")) if png.name not in readme_text]
+    included = [(readme, readme_text)] if readme_text else row_sections(row[1]) if row else []
+    for source, text in included:  # the results README, else the README row's sections of other results pages
+        text = relevel(rewrite(text, source.parent), 2)
+        if not text.startswith("## "):
+            text = "## The results\n\n" + relevel(text, 3)
+        title, body = text.split("\n", 1)
+        parts += [title, "", f"*From the committed `{source.relative_to(ROOT).as_posix()}`.*", "", body, ""]
+    shown = "".join(text for _, text in included)
+    figures = [png for png in sorted(directory.glob("*.png")) if png.name not in shown]
     if figures:
-        parts += ["## Figures" if not readme_text else "## Other figures", ""]
+        parts += ["## Other figures" if included else "## Figures", ""]
         for png in figures:
             parts += [f"```{{figure}} {name}/{png.name}", f":alt: {png.stem}", "", f"`{png.name}`", "```", ""]
     parts += ["## Every measured number", "",
@@ -174,7 +212,7 @@ def write_pages(srcdir: Path) -> None:
     rows = readme_rows()
     summaries = sorted(RESULTS.glob("*.md"))
     for summary in summaries:
-        (out / summary.name).write_text(promote(rewrite(summary.read_text(), RESULTS)))
+        (out / summary.name).write_text(relevel(rewrite(summary.read_text(), RESULTS), 1))
     for name in REGISTRY:
         (out / f"{name}.md").write_text(experiment_page(name, rows.get(name)))
     (out / "index.md").write_text(index_page(rows, summaries))
