@@ -102,6 +102,8 @@ def test_reduced_integrator_matches_torch_autograd(widths, method, dt):
     assert np.allclose(run.feature, outputs[:, :, 7], rtol=0, atol=1e-9)
     modes = np.einsum("oa,tio,ia->ta", u, outputs, v)
     assert np.allclose(run.modes, modes, rtol=0, atol=1e-9)
+    mode_matrix = np.einsum("oa,tio,ib->tab", u, outputs, v)   # U^T W V, W = the outputs on one-hot items
+    assert np.allclose(run.mode_matrix, mode_matrix, rtol=0, atol=1e-9)
 
 
 def test_train_rejects_bad_input(data, svd):

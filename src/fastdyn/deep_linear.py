@@ -18,6 +18,12 @@ effective initial strength of the logistic is a0 = |g|^2 (from the initial weigh
 part of g along the hidden vectors of modes learned before decays, hence the orthogonalised a0 of effective_a0.
 Half-learning time t_1/2 = tau/(2s) ln(s/a0 - 1); rise time from 10% to 90% of s, independent of a0,
 tau/(D s^{2-2/D}) int_0.1^0.9 dx / (x^{2-2/D} (1 - x))  (= tau ln 81 / (2s) for D = 2, tau ln 9 for D = 1).
+Start times from an aligned balanced init (:func:`aligned_balanced_weights`, every mode at a0) in closed form:
+:func:`balanced_time` (D = 2: ~ tau/(2s) ln(s/a0); D = 3: ~ tau/(s a0^{1/3})).
+All modes coupled (one hidden layer): the product in the SVD basis obeys the matrix Riccati equation
+tau dW/dt = W (S - W) + (S - W) W from w0 = G^T G (:func:`effective_w0`), linear in W^{-1} and solved exactly by
+:func:`coupled_strengths`; it gives the rotation of near-degenerate modes (:func:`block_angle`,
+:func:`resolution_time_estimate`; experiment ``deep-linear-rotation``).
 
 :func:`train` integrates the flow with classical RK4 (or Euler: gradient descent) in fp64 with the gradient in
 closed matrix form, exactly reduced to the r-dimensional output subspace the targets span (:class:`ReducedProblem`),
@@ -56,7 +62,8 @@ from .data.hierarchical import HierarchicalData
 __all__ = ["Trajectory", "ReducedProblem", "init_weights", "orthogonal_weights", "rsa_correlation",
            "new_item_representation",
            "product", "train", "analytic_strength", "effective_a0",
-           "half_time", "half_time_gd", "rise_time", "balanced_strength", "depth3_time",
+           "effective_w0", "coupled_strengths", "block_angle", "resolution_time",
+           "resolution_time_estimate", "aligned_balanced_weights", "balanced_time", "half_time", "half_time_gd", "rise_time", "balanced_strength", "depth3_time",
            "chain_stability_bound", "chain_gradient", "chain_descent", "steps_to", "crossing_time", "window_error",
            "stages", "plateau_times", "mode_table", "CompletionProblem", "completion_problem", "effective_rank", "log_times",
            "FlowTrajectory", "factor_gradients", "symmetric_square_gradient", "balanced_factors", "factorised_flow",
@@ -69,14 +76,16 @@ __all__ = ["Trajectory", "ReducedProblem", "init_weights", "orthogonal_weights",
 class Trajectory:
     """What one training run recorded at every step (T = number of steps + 1).
 
-    times (T,) epochs; loss (T,); modes (T, r) a_alpha = u_alpha^T W v_alpha; feature (T, P) the network's output
-    for one chosen feature on every item; hidden (T, P, h) first hidden layer (None for the shallow net);
-    initial: the initial weights (first layer first).
+    times (T,) epochs; loss (T,); modes (T, r) a_alpha = u_alpha^T W v_alpha; mode_matrix (T, r, r) U^T W V, the
+    product in the SVD basis (modes is its diagonal; the off-diagonal part is how far the learned modes are rotated
+    away from the SVD's); feature (T, P) the network's output for one chosen feature on every item; hidden
+    (T, P, h) first hidden layer (None for the shallow net); initial: the initial weights (first layer first).
     """
 
     times: np.ndarray
     loss: np.ndarray
     modes: np.ndarray
+    mode_matrix: np.ndarray
     feature: np.ndarray
     hidden: np.ndarray | None
     initial: list
@@ -120,7 +129,9 @@ def new_item_representation(w_out: np.ndarray, observed: np.ndarray, values: np.
     """Hidden vector h (h,) of a new item added to a trained net with one hidden layer by learning only its input
     weights (its new one-hot column of W_1, from 0) on the features ``observed`` (K,) with target ``values`` (K,):
     gradient flow on ||values - w_out[observed] h||^2 from h = 0 ends at the minimum-norm least-squares solution
-    pinv(w_out[observed]) values. w_out: (n_out, h) the trained last layer (kept fixed)."""
+    pinv(w_out[observed]) values. w_out: (n_out, h) the trained last layer (kept fixed).
+    With items and features exchanged it is a new feature's output row (h,) learned on the items ``observed`` from
+    the hidden representations w_out = H (P, h) (first layer fixed): H of it is kernel regression with H H^T."""
     w_out, values = np.asarray(w_out, dtype=np.float64), np.asarray(values, dtype=np.float64)
     observed = np.asarray(observed)
     if w_out.ndim != 2 or observed.ndim != 1 or values.shape != observed.shape:
@@ -191,7 +202,8 @@ def train(weights: list[np.ndarray], data: HierarchicalData, *, lr: float, epoch
 
     weights: [W_1 (h, n_in), ..., W_L (n_out, h)]; u (n_out, r), v (n_in, r): the SVD of M = Y^T X (r = n_in for
     one-hot inputs). method "rk4": classical Runge-Kutta (gradient flow); "gd": Euler, which with dt = 1 is gradient
-    descent with learning rate lr. Integrated exactly in the reduced form of :class:`ReducedProblem`.
+    descent with learning rate lr. Integrated exactly in the reduced form of :class:`ReducedProblem`. Only
+    ``data.inputs`` (P, n_in) and ``data.targets`` (P, n_out) are used (any object with those two arrays will do).
     """
     if method not in ("rk4", "gd"):
         raise ValueError(f"method must be 'rk4' or 'gd', got {method!r}")
@@ -218,13 +230,13 @@ def train(weights: list[np.ndarray], data: HierarchicalData, *, lr: float, epoch
                              fit=fit, g0=outside.T @ outside)
     state = initial[:-1] + [u.T @ last, np.eye(last.shape[1])]
     n_steps = int(round(epochs / dt))
-    loss, modes, outputs, hidden = [], [], [], []
+    loss, matrices, outputs, hidden = [], [], [], []
 
     def record():
         *lower, a, phi = state
         b = product(lower) if lower else np.eye(xx.shape[0])
         loss.append(problem.loss(state) / y.size)
-        modes.append(np.einsum("ai,ia->a", a @ b, v))
+        matrices.append(a @ b @ v)
         outputs.append(x @ (u[feature] @ a @ b + outside[feature] @ phi @ b))
         if lower:
             hidden.append(x @ lower[0].T)
@@ -243,8 +255,9 @@ def train(weights: list[np.ndarray], data: HierarchicalData, *, lr: float, epoch
             k4 = problem.velocity(shifted(state, k3, dt))
             state = [w + dt / 6 * (p + 2 * q + 2 * r + z) for w, p, q, r, z in zip(state, k1, k2, k3, k4)]
         record()
-    return Trajectory(times=np.arange(n_steps + 1) * dt, loss=np.array(loss), modes=np.array(modes),
-                      feature=np.array(outputs), hidden=np.array(hidden) if hidden else None, initial=initial)
+    matrices = np.array(matrices)
+    return Trajectory(times=np.arange(n_steps + 1) * dt, loss=np.array(loss),
+                      modes=np.diagonal(matrices, axis1=1, axis2=2).copy(), mode_matrix=matrices, feature=np.array(outputs), hidden=np.array(hidden) if hidden else None, initial=initial)
 
 
 # ----------------------------------------------------------------------------------------------------- theory
@@ -264,11 +277,84 @@ def effective_a0(initial: list, u: np.ndarray, v: np.ndarray, orthogonalise: boo
     so only the part orthogonal to the earlier modes' vectors keeps growing: a0 = R_kk^2 of g = QR (Gram-Schmidt in
     the order of s). Our refinement of the decoupled theory, exact when the modes' learning times are far apart.
     """
-    w1, w2 = initial
-    g = (w1 @ v + w2.T @ u) / 2.0
+    g = _growing_part(initial, u, v)
     if orthogonalise:
         return np.diag(np.linalg.qr(g, mode="r")) ** 2
     return (g ** 2).sum(axis=0)
+
+
+def _growing_part(initial: list, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """g = (W1 v + W2^T u) / 2 (h, r) of initial [W1 (h, n_in), W2 (n_out, h)]: the part that grows as e^{st/tau}."""
+    if len(initial) != 2:
+        raise ValueError(f"initial must be [W1, W2] (one hidden layer), got {len(initial)} weight matrices")
+    w1, w2 = initial
+    return (w1 @ v + w2.T @ u) / 2.0
+
+
+def effective_w0(initial: list, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Effective initial product in the SVD basis, G^T G (r, r) with G = (W1 v + W2^T u) / 2 (h, r), of a net with
+    one hidden layer (initial [W1 (h, n_in), W2 (n_out, h)]): while all modes are small, U^T W V grows as
+    e^{St/tau} G^T G e^{St/tau} (the decaying part (W1 v - W2^T u)/2 dropped), which is the linearisation of
+    :func:`coupled_strengths` from w0 = G^T G. Its diagonal is the plain a0 of :func:`effective_a0`."""
+    g = _growing_part(initial, u, v)
+    return g.T @ g
+
+
+def coupled_strengths(t: np.ndarray, s: np.ndarray, w0: np.ndarray, tau: float) -> np.ndarray:
+    """Product in the SVD basis U^T W(t) V (T, r, r) of a balanced net with one hidden layer from a symmetric
+    positive definite U^T W(0) V = w0 (r, r), at times t (T,); s (r,) the singular values of M = U diag(s) V^T.
+
+    The balanced end-to-end flow tau dW/dt = (W W^T)^{1/2} (M - W) + (M - W) (W^T W)^{1/2} keeps W = U Ws V^T
+    with Ws symmetric PSD, and there it is the matrix Riccati equation tau dWs/dt = Ws (S - Ws) + (S - Ws) Ws,
+    which is linear in Z = Ws^{-1}: tau dZ/dt = 2 I - S Z - Z S, so (every mode coupled, no approximation)
+        Z(t) = E Z0 E + S^{-1} (I - E^2),  E = diag(e^{-s t / tau}),  Z0 = w0^{-1}.
+    Off the diagonal Z_ij = Z0_ij e^{-(s_i + s_j) t / tau}; on it, Z_ii = 1/a_i of the decoupled logistic.
+    Inverted after symmetric diagonal (Jacobi) scaling, so that entries from 1/a0 ~ 1e24 to 1/s stay accurate.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    w0 = np.asarray(w0, dtype=np.float64)
+    if w0.shape != (s.size, s.size) or not np.allclose(w0, w0.T, rtol=1e-10, atol=0):
+        raise ValueError(f"w0 must be a symmetric ({s.size}, {s.size}) matrix, got shape {w0.shape}")
+    z0 = np.linalg.inv(w0)
+    e = np.exp(-np.outer(np.asarray(t, dtype=np.float64), s) / tau)                  # (T, r)
+    z = e[:, :, None] * z0 * e[:, None, :]
+    z[:, np.arange(s.size), np.arange(s.size)] += -np.expm1(-2.0 * np.outer(t, s) / tau) / s
+    scale = 1.0 / np.sqrt(np.diagonal(z, axis1=1, axis2=2))                           # (T, r)
+    return scale[:, :, None] * np.linalg.inv(scale[:, :, None] * z * scale[:, None, :]) * scale[:, None, :]
+
+
+def block_angle(mode_matrix: np.ndarray, i: int, j: int) -> np.ndarray:
+    """Rotation angle (T,) in [0, pi/2] of the learned mode within the plane of SVD modes i and j: the angle between
+    mode i's direction and the top eigenvector of the symmetric part of the 2 x 2 block [[W_ii, W_ij], [W_ji, W_jj]]
+    of ``mode_matrix`` (T, r, r) (U^T W V), 1/2 |atan2(W_ij + W_ji, W_ii - W_jj)|: 0 = the SVD's mode i, pi/2 = mode j."""
+    mode_matrix = np.asarray(mode_matrix, dtype=np.float64)
+    r = mode_matrix.shape[-1]
+    if mode_matrix.ndim != 3 or mode_matrix.shape[1] != r or not (0 <= i < r and 0 <= j < r and i != j):
+        raise ValueError(f"need mode_matrix (T, r, r) and modes i != j in [0, r), got shape {mode_matrix.shape}, "
+                         f"i={i!r}, j={j!r}")
+    return 0.5 * np.abs(np.arctan2(mode_matrix[:, i, j] + mode_matrix[:, j, i],
+                                   mode_matrix[:, i, i] - mode_matrix[:, j, j]))
+
+
+def resolution_time(t: np.ndarray, angle: np.ndarray, threshold: float) -> float:
+    """Time from which ``angle`` (T,) at times t (T,) stays below ``threshold`` (linear interpolation at the last
+    crossing); nan if it is still above at the end, t[0] if it never was above."""
+    if not angle[-1] < threshold:
+        return float("nan")
+    if not np.any(angle >= threshold):
+        return float(t[0])
+    return crossing_time(t[::-1], angle[::-1], threshold)
+
+
+def resolution_time_estimate(s_i: float, s_j: float, z0_ij: float, tau: float, threshold: float) -> float:
+    """Leading-order time at which the learned mode's angle in the (i, j) plane falls to ``threshold`` (one hidden
+    layer, s_i > s_j): once learned, W_ij = -s_i s_j Z0_ij e^{-(s_i + s_j) t / tau} (Z0 = w0^{-1} of
+    :func:`coupled_strengths`) while W_ii - W_jj -> s_i - s_j, so tan 2 theta = 2 |W_ij| / (s_i - s_j) and
+        t = tau / (s_i + s_j) ln(2 s_i s_j |Z0_ij| / ((s_i - s_j) tan(2 threshold))):
+    logarithmic in 1 / gap, and the angle decays at the gap-independent rate (s_i + s_j) / tau."""
+    if not s_i > s_j > 0:
+        raise ValueError(f"need s_i > s_j > 0, got s_i={s_i!r}, s_j={s_j!r}")
+    return tau / (s_i + s_j) * math.log(2.0 * s_i * s_j * abs(z0_ij) / ((s_i - s_j) * math.tan(2.0 * threshold)))
 
 
 def half_time(s: np.ndarray, a0: np.ndarray, tau: float) -> np.ndarray:
@@ -311,6 +397,41 @@ def balanced_strength(t: np.ndarray, s: float, tau: float, n_layers: int, t_anch
             sol = integrate.solve_ivp(rhs, (t_anchor, end), [a_anchor / s], dense_output=True, rtol=1e-10, atol=1e-14)
             out[part] = s * sol.sol(times)[0]
     return out
+
+
+def aligned_balanced_weights(widths: list[int], a0, u: np.ndarray, v: np.ndarray,
+                             rng: np.random.Generator) -> list[np.ndarray]:
+    """Balanced weights [W_1 (widths[1], widths[0]), ..., W_L] whose product is U diag(a0) V^T, u (n_out, r),
+    v (n_in, r), a0 a scalar or (r,) > 0: W_1 = R_1 A V^T, W_l = R_l A R_{l-1}^T, W_L = U A R_{L-1}^T with
+    A = diag(a0)^{1/L} and R_l (widths[l], r) Haar orthonormal columns, so W_{l+1}^T W_{l+1} = W_l W_l^T on the
+    modes. Every mode then follows the decoupled balanced ODE tau da/dt = L a^{2 - 2/L} (s - a) exactly
+    (:func:`balanced_time`). (For square factors of a given product see :func:`balanced_factors`.)"""
+    r = u.shape[1]
+    a0 = np.broadcast_to(np.asarray(a0, dtype=np.float64), (r,))
+    if not np.all(a0 > 0):
+        raise ValueError(f"a0 must be > 0, got {a0!r}")
+    if len(widths) < 2 or widths[0] != v.shape[0] or widths[-1] != u.shape[0] or min(widths[1:-1], default=r) < r:
+        raise ValueError(f"widths must run from {v.shape[0]} to {u.shape[0]} with hidden widths >= r = {r}, "
+                         f"got {widths}")
+    root = a0 ** (1.0 / (len(widths) - 1))
+    frames = [v] + [np.linalg.qr(rng.standard_normal((n, r)))[0] for n in widths[1:-1]] + [u]
+    return [(frames[l + 1] * root) @ frames[l].T for l in range(len(widths) - 1)]
+
+
+def balanced_time(a: np.ndarray, s: float, a0: float, tau: float, n_layers: int) -> np.ndarray:
+    """Closed-form time (shape of a) for a mode to grow from a0 to a (0 < a0, a < s) under the balanced ODE
+    tau da/dt = D a^{2 - 2/D} (s - a), D = ``n_layers`` in {1, 2, 3}:
+        D = 1: tau ln((s - a0) / (s - a));
+        D = 2: tau / (2 s) ln(a (s - a0) / (a0 (s - a)))  (-> tau / (2 s) ln(s / a0) for the start, a0 << s);
+        D = 3: :func:`depth3_time`  (-> tau / (s a0^{1/3}) for a0 << s: a power law, not a logarithm)."""
+    a = np.asarray(a, dtype=np.float64)
+    if n_layers == 1:
+        return tau * np.log((s - a0) / (s - a))
+    if n_layers == 2:
+        return tau / (2.0 * s) * np.log(a * (s - a0) / (a0 * (s - a)))
+    if n_layers == 3:
+        return depth3_time(a, s, a0, tau)
+    raise ValueError(f"n_layers must be 1, 2 or 3, got {n_layers!r}")
 
 
 def depth3_time(a: np.ndarray, s: float, a0: float, tau: float) -> np.ndarray:

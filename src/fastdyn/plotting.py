@@ -1699,3 +1699,165 @@ def deep_linear_depth3(times, modes, loss, s, tau, rows, stage_times):
         axes[0, 1].axvline(t, color="C3", lw=0.6)
     axes[0, 1].set(xlabel="epoch", ylabel="loss", title=f"two hidden layers: {len(stage_times)} stages (red)")
     return fig
+
+
+def deep_linear_rotation(curves, toy, gaps, threshold):
+    """Near-degenerate 2-mode problem (s = 1, 1 - gap; tau = 1). Top: the learned mode's angle theta(t) in the plane
+    of the two SVD modes against t - t2 (t2: both eigenvalues of the block at s/2), seed 0, one hidden layer (solid;
+    dashed: the coupled closed form) and two (solid). Bottom left: time after t2 until theta < threshold for good,
+    mean +- s.d. over seeds, against the gap, beside the closed form and its leading-order estimate (log in 1/gap);
+    negative: resolved before t2 (drift in the plateau or stall; clipped at -4). Bottom middle: the late decay rate -d ln theta/dt against the gap and the linearised theory. Top
+    right: two hidden layers, the decay rate of tan theta during the stall (first direction learned, second not)
+    and the rank-one theory. Bottom right: the stall t2 - t1 (t1: the block's top eigenvalue at s/2).
+    curves, toy: :mod:`fastdyn.experiments.deep_linear_rotation`'s arrays and summary."""
+    fig, axes = new_figure(3, 2, width=4.6, height=3.4)
+    colours = viridis_colours(len(gaps))
+    for col, n_layers in enumerate((2, 3)):
+        ax = axes[0, col]
+        for gap, colour in zip(gaps, colours):
+            key = f"toy/{n_layers}/{gap}"
+            shift = float(curves[f"{key}/t2"])
+            ax.plot(curves[f"{key}/times"] - shift, curves[f"{key}/angle"], color=colour, lw=1.5, label=f"gap {gap:g}")
+            if f"{key}/predicted" in curves:
+                ax.plot(curves[f"{key}/times"] - shift, curves[f"{key}/predicted"], "k--", lw=0.6)
+        ax.axhline(threshold, color="gray", lw=0.5)
+        ax.set(yscale="log", ylim=(1e-6, 2), xlim=(-8, 12) if n_layers == 2 else (-22, 10), xlabel="t - t2  (tau = 1)",
+               ylabel="angle theta (rad)", title=f"{n_layers - 1} hidden layer{'s' if n_layers == 3 else ''}"
+               + (": solid simulated, dashed closed form" if n_layers == 2 else ": simulated"))
+        ax.legend(fontsize=6, ncol=2)
+    positive = [g for g in gaps if g > 0]
+    ax = axes[1, 0]
+    for n_layers, marker, colour in ((2, "o", "C0"), (3, "s", "C1")):
+        rows = [toy[f"{n_layers - 1} hidden, gap {g}"] for g in positive]
+        ax.errorbar(positive, [r["resolution"][0] for r in rows], [r["resolution"][1] for r in rows], fmt=marker,
+                    color=colour, ms=4, capsize=2, label=f"{n_layers - 1} hidden, simulated")
+    rows = [toy[f"1 hidden, gap {g}"] for g in positive]
+    ax.plot(positive, [r["resolution_closed_form"][0] for r in rows], "k-", lw=0.8, label="1 hidden, closed form")
+    ax.plot(positive, [r["resolution_estimate"][0] for r in rows], "k:", lw=0.8, label="leading order (ln 1/gap)")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set(xscale="log", ylim=(-4, 2.0 * max(r["resolution_closed_form"][0] for r in rows)),
+           xlabel="gap (s_1 - s_2) / s_1", ylabel=f"time after t2 to theta < {threshold}",
+           title="resolves in ~ ln(1/gap) (tau/gap = 3..1000: off the scale)")
+    ax.legend(fontsize=6)
+    ax = axes[1, 1]
+    for n_layers, marker, colour in ((2, "o", "C0"), (3, "s", "C1")):
+        rows = [toy[f"{n_layers - 1} hidden, gap {g}"] for g in positive]
+        ax.errorbar(positive, [r["decay_rate"][0] for r in rows], [r["decay_rate"][1] for r in rows], fmt=marker,
+                    color=colour, ms=4, capsize=2, label=f"{n_layers - 1} hidden, simulated")
+        ax.plot(positive, [r["decay_rate_theory"][0] for r in rows], color=colour, lw=0.8,
+                label="s1 + s2" if n_layers == 2 else "s1^4/3 + (s1 s2)^2/3 + s2^4/3")
+    ax.set(xscale="log", ylim=(0, 3.5), xlabel="gap (s_1 - s_2) / s_1", ylabel="-d ln theta / dt  (late)",
+           title="late decay rate: set by s, not by the gap")
+    ax.legend(fontsize=6)
+    ax = axes[0, 2]
+    rows = [toy[f"2 hidden, gap {g}"] for g in positive]
+    ax.errorbar(positive, [r["stall_rate"][0] for r in rows], [r["stall_rate"][1] for r in rows], fmt="s",
+                color="C1", ms=4, capsize=2, label="2 hidden, simulated")
+    ax.plot(positive, positive, "k-", lw=0.8, label="s^(1/3) (s1 - s2) / tau")
+    ax.set(xscale="log", yscale="log", xlabel="gap (s_1 - s_2) / s_1", ylabel="-d ln tan theta / dt",
+           title="during the stall (one direction learned)")
+    ax.legend(fontsize=6)
+    ax = axes[1, 2]
+    for n_layers, marker, colour in ((2, "o", "C0"), (3, "s", "C1")):
+        rows = [toy[f"{n_layers - 1} hidden, gap {g}"] for g in gaps]
+        ax.errorbar(gaps, [r["stall"][0] for r in rows], [r["stall"][1] for r in rows], fmt=marker, color=colour,
+                    ms=4, capsize=2, label=f"{n_layers - 1} hidden")
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set(xlabel="gap (0 included)", ylabel="stall t2 - t1", title="stall between the plane's two directions")
+    ax.legend(fontsize=6)
+    return fig
+
+
+def deep_linear_rotation_tree(arrays, tree, threshold):
+    """Hierarchical data, one hidden layer (gamma = 1e-12), seed 0. Left: the leaf modes 5-8, a_k/s_k simulated
+    (solid), the decoupled logistic (dotted) and the coupled closed form (dashed). Middle: |a_k - prediction| / s_k
+    of every mode, decoupled (dotted) and coupled (solid). Right: the learned mode's angle in the plane of each
+    near-degenerate pair, simulated (solid) and closed form (dashed). arrays, tree: the experiment's."""
+    fig, axes = new_figure(3, 1, width=4.6, height=3.4)
+    t, s = arrays["tree/times"], arrays["tree/s"]
+    ax = axes[0, 0]
+    for k in range(4, len(s)):
+        ax.plot(t, arrays["tree/modes"][:, k] / s[k], color=f"C{k}", lw=1.5, label=f"mode {k + 1}, s={s[k]:.1f}")
+        ax.plot(t, arrays["tree/decoupled"][:, k] / s[k], color=f"C{k}", ls=":", lw=1)
+        ax.plot(t, arrays["tree/coupled"][:, k] / s[k], "k--", lw=0.6)
+    ax.set(xlim=(150, 200), xlabel="epoch", ylabel="a / s", title="leaf modes: dotted decoupled, dashed coupled")
+    ax.legend(fontsize=6)
+    ax = axes[0, 1]
+    for k in range(len(s)):
+        ax.plot(t, np.abs(arrays["tree/modes"][:, k] - arrays["tree/coupled"][:, k]) / s[k], color=f"C{k}", lw=1,
+                label=f"mode {k + 1}")
+        ax.plot(t, np.abs(arrays["tree/modes"][:, k] - arrays["tree/decoupled"][:, k]) / s[k], color=f"C{k}",
+                ls=":", lw=1)
+    ax.set(yscale="log", ylim=(1e-12, 1), xlim=(50, 250), xlabel="epoch", ylabel="|a - prediction| / s",
+           title="error: dotted decoupled, solid coupled")
+    ax.legend(fontsize=6, ncol=2)
+    ax = axes[0, 2]
+    for n, pair in enumerate(tree["tree: near_degenerate_pairs"]):
+        ax.plot(t, arrays[f"tree/{pair}/angle"], color=f"C{n}", lw=1.5, label=f"modes {pair}")
+        ax.plot(t, arrays[f"tree/{pair}/predicted"], "k--", lw=0.6)
+    ax.axhline(threshold, color="gray", lw=0.5)
+    ax.set(yscale="log", ylim=(1e-8, 2), xlim=(60, 250), xlabel="epoch", ylabel="angle theta (rad)",
+           title="near-degenerate pairs' rotation")
+    ax.legend(fontsize=6)
+    return fig
+
+
+def deep_linear_balanced(curves, summary, s):
+    """Aligned balanced init (every mode at a0). Left: each mode's time to half of s against s, one and two hidden
+    layers, simulated (markers), closed form (lines) and its small-a0 limit (dotted). Middle, right: the modes
+    a_k/s_k and the loss with its stages (red) for one and two hidden layers. curves, summary: the experiment's."""
+    fig, axes = new_figure(3, 1, width=4.6, height=3.4)
+    ax = axes[0, 0]
+    for n_layers, marker in ((2, "o"), (3, "s")):
+        rows = [summary[f"balanced, {n_layers - 1} hidden: mode {k + 1}"] for k in range(len(s))]
+        colour = f"C{n_layers - 2}"
+        ax.plot(s, [r["t50"] for r in rows], marker, color=colour, ms=5, label=f"{n_layers - 1} hidden, simulated")
+        ax.plot(s, [r["t50_closed_form"] for r in rows], "-", color=colour, lw=0.8, label="closed form")
+        ax.plot(s, [r["t_leading_order"] for r in rows], ":", color=colour, lw=0.8,
+                label="tau/(2s) ln(s/a0)" if n_layers == 2 else "tau/(s a0^(1/3))")
+    ax.set(xscale="log", yscale="log", xlabel="singular value s", ylabel="epochs to a = s/2",
+           title="start times from a balanced init")
+    ax.legend(fontsize=6)
+    for col, n_layers in ((1, 2), (2, 3)):
+        ax = axes[0, col]
+        times = curves[f"{n_layers}/times"]
+        for k, s_k in enumerate(s):
+            ax.plot(times, curves[f"{n_layers}/modes"][:, k] / s_k, color=f"C{k}", lw=1.2, label=f"s={s_k:.1f}")
+        loss = curves[f"{n_layers}/loss"]
+        ax.plot(times, loss / loss[0], "k", lw=0.8, label="loss / loss(0)")
+        for t in curves[f"{n_layers}/stage_times"]:
+            ax.axvline(t, color="C3", lw=0.5)
+        ax.set(xlabel="epoch", ylabel="a / s", title=f"{n_layers - 1} hidden: "
+               f"{len(curves[f'{n_layers}/stage_times'])} stages (red)")
+        ax.legend(fontsize=5, ncol=2)
+    return fig
+
+
+def deep_linear_new_feature(items, table, taught_times, taught, teach, feature, item_names, feature_name,
+                            stage_times):
+    """A new feature (output) learned on K items from the trained hidden layer. Left: sign accuracy on the other
+    items against K, averaged over every set of K items, the net (lines) and kernel regression with the balanced
+    theory's similarity V S V^T (crosses). Right: the feature ``feature_name`` (P,) taught on the items ``teach`` at
+    earlier epochs, from the hidden layer of that epoch: its predicted value for every other item; red lines: the
+    loss's stages. table: {name: (net (K,), theory (K,))}; taught (T, P) at taught_times (T,)."""
+    fig, axes = new_figure(2, 1, width=4.6, height=3.4)
+    for n, (name, (net, theory)) in enumerate(table.items()):
+        axes[0, 0].plot(items, net, "o-", color=f"C{n}", ms=4, label=name)
+        axes[0, 0].plot(items, theory, "x", color="k", ms=5)
+    axes[0, 0].axhline(0.5, color="gray", lw=0.5)
+    axes[0, 0].set(ylim=(0, 1.02), ylabel="sign accuracy, untrained items",
+                   xlabel="K items the new feature is trained on", title="new feature (x: theory V S V^T)")
+    axes[0, 0].legend(fontsize=6)
+    ax = axes[0, 1]
+    for i, name in enumerate(item_names):
+        if i not in teach:
+            ax.plot(taught_times, taught[:, i], color=f"C{i}", lw=1.2, ls="-" if feature[i] > 0 else "--",
+                    label=f"{name} ({'has it' if feature[i] > 0 else 'not'})")
+    for t in stage_times:
+        ax.axvline(t, color="C3", lw=0.5)
+    ax.axhline(0, color="gray", lw=0.5)
+    taught_on = ", ".join(f"{item_names[i]} {feature[i]:+.0f}" for i in teach)
+    ax.set(xlabel="epoch at which the feature is taught", ylabel="predicted value",
+           title=f'"{feature_name}" taught on {taught_on}')
+    ax.legend(fontsize=6)
+    return fig

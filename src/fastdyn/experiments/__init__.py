@@ -45,6 +45,7 @@ REGISTRY: dict[str, str] = {
     "deep-linear-init": "fastdyn.experiments.deep_linear_init",
     "deep-linear-generalise": "fastdyn.experiments.deep_linear_generalise",
     "deep-linear-depth3": "fastdyn.experiments.deep_linear_depth3",
+    "deep-linear-rotation": "fastdyn.experiments.deep_linear_rotation",
     "learning-curves": "fastdyn.experiments.learning_curves",
     "compression": "fastdyn.experiments.compression",
     "ntk-pca": "fastdyn.experiments.ntk_pca",
