@@ -60,4 +60,5 @@ def test_plain_math_escapes_formulas_outside_literals_and_sets_formula_lines_off
 def test_sections_and_heading_levels_skip_code_blocks():
     text = "# T\n\n## 2. Two: x + y\n\n```bash\n# a comment\n```\n\n### sub\n\n## Three\n"
     assert experiment_pages.section(text, "2-two-x--y") == "## 2. Two: x + y\n\n```bash\n# a comment\n```\n\n### sub\n"
-    assert experiment_pages.relevel(text, 2) == "## T\n\n### 2. Two: x + y\n\n```bash\n# a comment\n```\n\n#### sub\n\n### Three"
+    assert experiment_pages.relevel(text, 2) == \
+        "## T\n\n### 2. Two: x + y\n\n```bash\n# a comment\n```\n\n#### sub\n\n### Three"

@@ -1,12 +1,13 @@
 """Sphinx extension: the experiment gallery, written at every build from what the repository commits.
 
 For each experiment of :data:`fastdyn.experiments.REGISTRY` (what ``fastdyn list`` lists) it writes
-``experiments/<name>.md``: the one-line description, the README's row (seed, what was measured), the module
-docstring (what the experiment does and the seed's claim), the command, the measured numbers from
-``results/<name>/results.json``, the committed figures and ``results/<name>/README.md``. The summary pages
-``results/*.md`` become pages beside them, and README.md the overview page (its links to results made links to
-these pages). Nothing is copied by hand, so the pages and the results never disagree;
-an experiment without committed results gets a page that says so.
+``experiments/<name>.md``: the one-line description and the README's row (seed, what was measured), the module
+docstring (what the experiment does and the seed's claim), the command, ``results/<name>/README.md`` (or, for an
+experiment without one, the sections of the results pages that its README row links to: the claims against the
+measurements), the committed figures, and every number of ``results/<name>/results.json``. The summary pages
+``results/*.md`` become pages beside them, and README.md the overview page, their links to results made links to
+these pages. Nothing is copied by hand, so the pages and the results never disagree; an experiment without
+committed results gets a page that says so.
 """
 from __future__ import annotations
 
