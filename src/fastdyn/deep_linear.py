@@ -313,9 +313,9 @@ def coupled_strengths(t: np.ndarray, s: np.ndarray, w0: np.ndarray, tau: float) 
     """
     s = np.asarray(s, dtype=np.float64)
     w0 = np.asarray(w0, dtype=np.float64)
-    if w0.shape != (s.size, s.size) or not np.allclose(w0, w0.T, rtol=1e-10, atol=0):
+    if w0.shape != (s.size, s.size) or not np.allclose(w0, w0.T, rtol=0, atol=1e-12 * np.abs(w0).max()):
         raise ValueError(f"w0 must be a symmetric ({s.size}, {s.size}) matrix, got shape {w0.shape}")
-    z0 = np.linalg.inv(w0)
+    z0 = np.linalg.inv((w0 + w0.T) / 2.0)
     e = np.exp(-np.outer(np.asarray(t, dtype=np.float64), s) / tau)                  # (T, r)
     z = e[:, :, None] * z0 * e[:, None, :]
     z[:, np.arange(s.size), np.arange(s.size)] += -np.expm1(-2.0 * np.outer(t, s) / tau) / s
