@@ -1,9 +1,10 @@
 """Sphinx configuration of fastdyn's documentation.
 
-Why Sphinx: the docstrings are reStructuredText (``:func:`` roles, ``::`` blocks), which autodoc renders as they are;
-napoleon reads the few NumPy-style sections; myst-parser lets the narrative pages and the committed results
-(results/*/README.md) stay Markdown; sphinx-gallery executes the guides at every build, so their code cannot rot;
-and the built-in search (searchindex.js) works offline. Theme: furo (light, no network assets).
+Why Sphinx: the docstrings are reStructuredText (``:func:`` roles, ``::`` blocks), which autodoc renders as they are
+(mkdocstrings, the mkdocs-material route, would need them rewritten in Markdown); napoleon reads their Google-style
+Args / Returns / Raises sections; myst-parser lets the home page and the committed results (results/*/README.md)
+stay Markdown; sphinx-gallery executes the guides at every build, so their code cannot rot; and the built-in search
+(searchindex.js) works offline. Theme: furo (light, no network assets).
 
 Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (see docs/README.md).
 """
@@ -26,7 +27,6 @@ copyright = "fastdyn contributors, MIT licence"
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
     "plain_math",  # docs/_ext: the docstrings' plain-text formulas shown as written
@@ -34,8 +34,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "README.md", "guides/README.rst", "**/sg_execution_times.rst"]
-myst_enable_extensions = ["dollarmath", "colon_fence"]
+exclude_patterns = ["_build", "README.md", "guides/README.rst"]
 myst_heading_anchors = 3
 
 autodoc_default_options = {"members": True, "show-inheritance": False}
@@ -54,6 +53,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "show_memory": False,
+    "write_computation_times": False,  # its page loads table scripts from a CDN; each guide shows its own time
     "abort_on_example_error": True,
 }
 
