@@ -1,5 +1,6 @@
 """The documentation's own machinery (docs/_ext, docs/check_links.py), without building the site: .ci/run builds it
 with warnings as errors and checks its links."""
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import check_links  # noqa: E402
 import experiment_pages  # noqa: E402
 from plain_math import plain_math  # noqa: E402
 
+import fastdyn  # noqa: E402
 from fastdyn.experiments import REGISTRY  # noqa: E402
 
 
@@ -62,3 +64,10 @@ def test_sections_and_heading_levels_skip_code_blocks():
     assert experiment_pages.section(text, "2-two-x--y") == "## 2. Two: x + y\n\n```bash\n# a comment\n```\n\n### sub\n"
     assert experiment_pages.relevel(text, 2) == \
         "## T\n\n### 2. Two: x + y\n\n```bash\n# a comment\n```\n\n#### sub\n\n### Three"
+
+
+def test_every_public_module_has_an_api_page():
+    modules = {name for name in fastdyn.__all__ if inspect.ismodule(getattr(fastdyn, name))} | {"sweep", "experiments"}
+    pages = {path.stem for path in (DOCS / "api").glob("*.rst")}
+    index = (DOCS / "api" / "index.rst").read_text().split()
+    assert modules | {"fastdyn"} <= pages and all(name in index for name in modules | {"fastdyn"})
