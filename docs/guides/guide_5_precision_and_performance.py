@@ -62,9 +62,9 @@ else:
 # ---
 # With ``nvcc`` at install, ``fastdyn._cuda`` holds fastdyn's own CUDA kernels (sm_80 and sm_90 machine code plus
 # compute_90 PTX); CUDA tensors select the "cuda" backend. The CUDA closed-form NTK uses no cuBLAS, so fp32 there
-# is true IEEE fp32, never TF32; the torch backend follows torch's matmul settings. Kernels run on torch's current
-# stream. No GPU number has been measured yet: the CUDA kernels compile and have tests and benchmarks marked to run
-# on a GPU.
+# is true IEEE fp32, never TF32; the NTK's other paths run torch's cuBLAS and cuDNN with TF32 switched off for the
+# call. Kernels run on torch's current stream. As the README records, no GPU number has been measured yet: the
+# CUDA kernels compile and have tests and benchmarks marked to run on a GPU.
 print("cuda here:", "cuda" in fastdyn.available_backends(), "-", fastdyn.why_unavailable("cuda") or "available")
 
 # %%
