@@ -77,7 +77,7 @@ print(type(K_np).__name__, K_np.dtype)
 # Memory
 # ------
 # The closed form needs O(N1·N2 + tile·N) memory, never N × h. A request that cannot fit is refused before
-# anything is allocated, with a MemoryError that says how much it needs and which block size would fit.
+# anything is allocated, with a MemoryError that says how much it needs and what to do.
 huge = torch.zeros(3_000_000, 10)
 try:
     fastdyn.ntk(fastdyn.OneHidden(d=10, h=10), huge)
