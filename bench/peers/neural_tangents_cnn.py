@@ -21,14 +21,16 @@ def _kib(field: str) -> int:
 
 def networks(stax):
     """stax versions of bench_ntk_cnn's lenet and resnet, and their input shapes (NHWC)."""
+    # b_std: with a bias, as the torch layers have (stax's default b_std=None means no bias parameter)
     def conv(width, size, stride=1, padding="SAME"):
-        return stax.Conv(width, (size, size), (stride, stride), padding, parameterization="standard")
+        return stax.Conv(width, (size, size), (stride, stride), padding, b_std=0.05, parameterization="standard")
+
+    def dense(width):
+        return stax.Dense(width, b_std=0.05, parameterization="standard")
 
     lenet = stax.serial(conv(6, 5), stax.Relu(), stax.AvgPool((2, 2), (2, 2)), conv(16, 5, padding="VALID"),
                         stax.Relu(), stax.AvgPool((2, 2), (2, 2)), stax.Flatten(),
-                        stax.Dense(120, parameterization="standard"), stax.Relu(),
-                        stax.Dense(84, parameterization="standard"), stax.Relu(),
-                        stax.Dense(10, parameterization="standard"))
+                        dense(120), stax.Relu(), dense(84), stax.Relu(), dense(10))
 
     def block(width, stride, project):
         main = stax.serial(conv(width, 3, stride), stax.Relu(), conv(width, 3))
@@ -36,7 +38,7 @@ def networks(stax):
         return stax.serial(stax.FanOut(2), stax.parallel(main, shortcut), stax.FanInSum(), stax.Relu())
 
     resnet = stax.serial(conv(16, 3), stax.Relu(), block(16, 1, False), block(32, 2, True), block(64, 2, True),
-                         stax.GlobalAvgPool(), stax.Dense(10, parameterization="standard"))
+                         stax.GlobalAvgPool(), dense(10))
     return {"lenet": (lenet, (28, 28, 1)), "resnet": (resnet, (16, 16, 3))}
 
 

@@ -13,6 +13,7 @@ from .models import FCNet, OneHidden
 from ._src.kpca import KernelPCA, kpca
 from ._src.linearize import Linearized, linearize
 from ._src.ntk import NTKInfo, ntk
+from ._src.ntk_structured import LayerRoute
 from ._src.train import Context, FlowOptions, SGDOptions, Snapshot, TrainResult, train
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "OneHidden",
     "ntk",
     "NTKInfo",
+    "LayerRoute",
     "kpca",
     "KernelPCA",
     "train",

@@ -49,7 +49,7 @@ class NTKInfo:
         backend: "cuda", "cpu", "numba" or "torch".
         dtype: "float32" or "float64", the precision of the whole computation.
         seconds: wall-clock time of the computation (on CUDA, synchronised), validation excluded.
-        layers: a :class:`~fastdyn._src.ntk_structured.LayerRoute` per layer with parameters, saying how its part
+        layers: a :class:`fastdyn.LayerRoute` per layer with parameters, saying how its part
             was computed ("gram", "gradient", "jacobian" or "ntvp"); empty for the closed form.
     """
 

@@ -412,14 +412,22 @@ def _pair_weight(n_out: int, out: str) -> int:
     return 1 if n_out == 1 else n_out * n_out if out == "full" else n_out
 
 
+# The "full" Gram over positions runs as small batched GEMMs (inner sizes S and o S, outer O): at 8x its flops it
+# was still slower than the per-point gradients' one large GEMM (ResNet of bench_ntk_cnn.py, 4x4 stage, Xeon AVX-512).
+POSITIONS_FULL_PENALTY = 16
+
+
 def _route(module: nn.Module, positions: int, groups: int, outputs: int, inputs: int, parameters: int,
            n_out: int, weight: int) -> str:
-    """The cheaper route by flops per pair of points (see :func:`_add_positions_block`): "gram" costs per group
-    S^2 (k + O o) + S O_eff o + S^2 O_eff, "gradient" O_eff P (the per-point gradients are linear in N)."""
+    """The cheaper route by multiply-adds per pair of points (see :func:`_add_positions_block`): "gram" costs per
+    group S^2 (k + O o) + S O_eff o + S^2 O_eff (times POSITIONS_FULL_PENALTY for "full" over S > 1 positions),
+    "gradient" O_eff P (the per-point gradients themselves are linear in N)."""
     if not isinstance(module, (nn.Linear, *_CONVS)):
         return "gradient"  # a norm layer's 2C parameters
     s = positions
     gram = groups * (s * s * (inputs + n_out * outputs) + s * weight * outputs + s * s * weight)
+    if s > 1 and n_out > 1 and weight == n_out * n_out:
+        gram *= POSITIONS_FULL_PENALTY
     return "gram" if gram <= weight * parameters else "gradient"
 
 
