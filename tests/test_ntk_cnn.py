@@ -142,10 +142,11 @@ def lenet(dtype, n_out=3):
 
 
 def vgg(dtype, n_out=2):
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, dtype=dtype),
-                         nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1, dtype=dtype), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(6 * 2 * 2, 8, dtype=dtype), nn.ReLU(),
-                         nn.Dropout(), nn.Linear(8, n_out, dtype=dtype))
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=dtype), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 6, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(6 * 2 * 2, 8, dtype=dtype), nn.ReLU(), nn.Dropout(),
+                         nn.Linear(8, n_out, dtype=dtype))
 
 
 MODELS = {"lenet": (lenet, (1, 16, 16)), "vgg": (vgg, (3, 9, 8)), "resnet": (resnet, (3, 7, 7))}

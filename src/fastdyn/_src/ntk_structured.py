@@ -617,6 +617,15 @@ def _jacobian_terms(model: nn.Module, names: list[str], params: dict[str, torch.
     return [_Term(torch.cat([j.flatten(2) for j in jac.values()], dim=2))]
 
 
+def _start(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out: str):
+    """The detached parameters, the output count O and the zero result of the generic and ntvp paths."""
+    _check_out(out)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    with torch.no_grad():
+        n_out = model(x1[:1]).reshape(-1).numel()
+    return params, n_out, _result(x1, x2, out, n_out)
+
+
 def generic_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out: str = "full", *,
                 block_bytes: int = BLOCK_BYTES) -> torch.Tensor:
     """Empirical NTK of any module by Jacobian contraction (torch.func ``vmap(jacrev)``), chunked.
@@ -625,15 +634,11 @@ def generic_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out
 
     Parameters are packed in groups and points in chunks so one chunk's Jacobian block (chunk * O * P_group
     numbers) fits in block_bytes (a single parameter tensor larger than that gets chunks of one point). Peak
-    memory: the result, plus the Jacobian blocks of all chunks of one group when they fit in
-    CACHE_BLOCKS * block_bytes or a quarter of free memory (else two, recomputed per block), plus torch.func's backward of a chunk
-    (about chunk * O activations of the model), plus about three block_bytes of Gram temporaries.
+    memory: the result, plus the Jacobian blocks of all chunks of one group when they fit (see CACHE_BLOCKS; else
+    two, recomputed per block), plus torch.func's backward of a chunk (about chunk * O activations of the model),
+    plus about three block_bytes of Gram temporaries.
     """
-    _check_out(out)
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    with torch.no_grad():
-        n_out = model(x1[:1]).reshape(-1).numel()
-    result = _result(x1, x2, out, n_out)
+    params, n_out, result = _start(model, x1, x2, out)
     if not params:
         return result
     item = x1.element_size()
@@ -675,11 +680,7 @@ def ntvp_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, out: s
     Cost: about N2 * O forward-mode passes over x1 (so slower than the structured path where both apply).
     Args and result as :func:`structured_ntk`.
     """
-    _check_out(out)
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    with torch.no_grad():
-        n_out = model(x1[:1]).reshape(-1).numel()
-    result = _result(x1, x2, out, n_out)
+    params, n_out, result = _start(model, x1, x2, out)
     if not params:
         return result
     xc = x1 if x2 is None else x2
