@@ -270,6 +270,19 @@ def test_blocks_match_one_call(dtype):
         fastdyn.ntk(model, x1, block=(0, 2))
 
 
+def test_blocks_of_the_closed_form(dtype):
+    """OneHidden's closed form in blocks (each block through its backend), x2 given and None."""
+    torch.manual_seed(11)
+    model = fastdyn.OneHidden(4, 9, dtype=dtype)
+    x1, x2 = torch.randn(7, 4, dtype=dtype), torch.randn(5, 4, dtype=dtype)
+    for second, block in ((None, 3), (x2, (2, 4))):
+        kernel, info = fastdyn.ntk(model, x1, second, block=block, return_info=True, progress=False)
+        assert info.path == "onehidden-closed-form"
+        assert_close(kernel, ntk_fp64(model, x1, second), dtype)
+        if second is None:
+            assert _symmetric(kernel)
+
+
 def test_file_resumes_after_an_interruption(tmp_path, monkeypatch):
     torch.manual_seed(10)
     model = fastdyn.FCNet([5, 9, 1], "tanh", dtype=torch.float64)
