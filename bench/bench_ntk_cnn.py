@@ -24,9 +24,7 @@ Run: ``python -m pytest bench/bench_ntk_cnn.py --benchmark-only -s``.
 """
 import copy
 import functools
-import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,7 +34,7 @@ from torch import nn
 import fastdyn
 from conftest import assert_close
 from fastdyn._src.ntk_structured import ntvp_ntk
-from harness import ROUNDS, WARMUP, Timer, Timing, sized
+from harness import ROUNDS, WARMUP, Timer, sized
 from installed import run_installed
 from oracles.ntk import ntk_jacobian_contraction
 
@@ -166,14 +164,8 @@ def test_neural_tangents(benchmark, case):
     command = [python, str(PEER_SCRIPT), "--model", model, "--n", str(n), "--out", out, "--repeats", str(ROUNDS),
                "--warmup", str(WARMUP)]
 
-    def run_peer():
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    result = benchmark.pedantic(run_peer, rounds=1, warmup_rounds=0)
-    benchmark.extra_info.update(result)
     k = key(case, "neural-tangents", n)
-    TIMER.record(k, Timing(result["best_s"], result["best_cpu_s"], f"N={n}", result["threads"], ROUNDS, WARMUP))
+    result = TIMER.peer(benchmark, k, command, size=f"N={n}")
     print(f"\n[{model} {out}] neural-tangents structured derivatives: {TIMER[k]} (first call, compiling, "
           f"{result['first_call_s']:.2f} s), peak growth {result['peak_growth_mb']:.0f} MB, "
           f"{result['parameters']} parameters")

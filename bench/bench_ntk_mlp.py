@@ -16,9 +16,7 @@ Run: ``python -m pytest bench/bench_ntk_mlp.py --benchmark-only -s``; ratios pri
 """
 import copy
 import functools
-import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,7 @@ import torch
 from conftest import assert_close
 from fastdyn._src.ntk_structured import structured_ntk
 from fastdyn.models import FCNet
-from harness import ROUNDS, WARMUP, Timer, Timing, sized
+from harness import ROUNDS, WARMUP, Timer, sized
 from oracles.ntk import ntk_jacobian_contraction
 
 N, N_TORCH, CHECK_N = sized(2000, 40), sized(500, 20), sized(32, 16)
@@ -83,14 +81,8 @@ def test_neural_tangents(benchmark, case):
     command = [python, str(PEER_SCRIPT), "--dims", *map(str, SHAPES[shape]), "--n", str(N), "--repeats",
                str(ROUNDS), "--warmup", str(WARMUP), *(["--float64"] if dtype == torch.float64 else [])]
 
-    def run_peer():
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    result = benchmark.pedantic(run_peer, rounds=1, warmup_rounds=0)
-    benchmark.extra_info.update(result)
     key = name(*case, "neural-tangents", N)
-    TIMER.record(key, Timing(result["best_s"], result["best_cpu_s"], f"N={N}", result["threads"], ROUNDS, WARMUP))
+    result = TIMER.peer(benchmark, key, command, size=f"N={N}")
     print(f"\n[{shape} {dtype}] neural-tangents {result['implementation']} ({result['dtype']}): {TIMER[key]} "
           f"(first call, compiling, {result['first_call_s']:.2f} s), jax {result['jax']}")
     if name(*case, "fastdyn", N) in TIMER:

@@ -8,9 +8,7 @@ and times; runs when FASTDYN_NT_PYTHON names that venv's python, else skips).
 
 Run: python -m pytest bench/bench_predict.py --benchmark-only -s
 """
-import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import torch
 
 from fastdyn import predict
-from harness import ROUNDS, WARMUP, Timer, Timing, sized
+from harness import ROUNDS, WARMUP, Timer, sized
 
 N, M, T, N_LARGE = sized(1000, 40), sized(1000, 20), sized(100, 5), sized(5000, 60)
 TIMER = Timer()
@@ -78,14 +76,8 @@ def test_neural_tangents_at_the_issue_size(benchmark, tmp_path):
     command = [python, str(PEER_SCRIPT), str(tmp_path / "problem.npz"), str(tmp_path / "out.npz"), "--repeats",
                str(ROUNDS), "--warmup", str(WARMUP)]
 
-    def run_peer():
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    result = benchmark.pedantic(run_peer, rounds=1, warmup_rounds=0)
     label = f"N={N_LARGE}, M={M}, T={T}, fp64"
-    TIMER.record("neural-tangents large", Timing(result["best_s"], result["best_cpu_s"], label, result["threads"],
-                                                 ROUNDS, WARMUP))
+    result = TIMER.peer(benchmark, "neural-tangents large", command, size=label)
     peer = np.load(tmp_path / "out.npz")
     fast = predict.gradient_descent_mse(K, y, times, K_test_train=Kt)
     scale = float(fast.test.abs().max())

@@ -6,8 +6,10 @@ interpreters of the installed package, for peak memory: tests/installed.py).
 * ``FASTDYN_BENCH_ROUNDS`` (default 3) and ``FASTDYN_BENCH_WARMUP`` (default 1): rounds and untimed warm-up calls of
   every side of every comparison; a ratio refuses timings taken with different rounds, warm-up, threads or sizes.
 """
+import json
 import math
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -80,6 +82,19 @@ class Timer:
     def record(self, key, timing: Timing):
         """A timing measured elsewhere with the same settings (a peer's own process)."""
         self.timings[key] = timing
+
+    def peer(self, benchmark, key, command: list[str], *, size: str) -> dict:
+        """Run a peer script (``bench/peers``, its own venv; it times itself with ROUNDS and WARMUP and prints one
+        JSON line with best_s, best_cpu_s and threads) once under pytest-benchmark; record its timing under ``key``
+        and return the JSON."""
+        def run():
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        result = benchmark.pedantic(run, rounds=1, warmup_rounds=0)
+        benchmark.extra_info.update(result)
+        self.record(key, Timing(result["best_s"], result["best_cpu_s"], size, result["threads"], ROUNDS, WARMUP))
+        return result
 
     def __getitem__(self, key) -> Timing:
         return self.timings[key]
