@@ -9,7 +9,7 @@ Cases:
   FC 64-10 (77,706 parameters) on 16x16x3 inputs, N = 500.
 
 Sides:
-* fastdyn: ``fastdyn.ntk`` (plan check, hooked forward, one backward batched over the 10 outputs, per-layer Grams or
+* fastdyn: ``fastdyn.ntk`` (plan check, hooked forward, a backward per output, per-layer Grams or
   per-point gradients), timed at N and at torch.func's size; its per-layer routes are printed.
 * torch.func Jacobian contraction: ``tests/oracles/ntk.py`` (vmap(jacrev), then one einsum per parameter tensor for
   the out asked for), timed at TORCH_N: N for "trace", N / 2 for "full" (there the ratio is measured at N / 2).

@@ -9,7 +9,7 @@ Both paths write the kernel as a sum of *terms*, each a Gram of per-point featur
   padding, dilation, groups; zero padding), and the affine parts of ``nn.BatchNorm1d/2d`` (eval mode) and
   ``nn.LayerNorm``. Whatever connects them is free: activations, pooling (max pooling through its argmax), flatten,
   dropout in eval mode, residual sums, any ``forward``. One forward (forward hooks keep each layer's input and add
-  a zero probe to its output) and one backward batched over the O outputs give every layer's delta. Per layer the
+  a zero probe to its output) and one backward per output (O of them) give every layer's delta. Per layer the
   cheaper of two routes by a flop count (the choice of Novak et al. 2022's structured derivatives):
 
   - "gram": D = delta over the S output positions, H = the input patches (for a linear layer S = 1: the Gram of
@@ -538,7 +538,7 @@ def plan_structured(model: nn.Module, x: torch.Tensor, out: str = "full") -> Str
 
 
 def _structured_terms(model: nn.Module, plan: StructuredPlan, x: torch.Tensor) -> list[_Term]:
-    """One hooked forward and one batched backward on a chunk x (c, ...): a "gram" term per such layer and one
+    """One hooked forward and O backward passes on a chunk x (c, ...): a "gram" term per such layer and one
     term of all "gradient" layers' per-point gradients side by side."""
     modules = [p.module for p in plan.layers]
     y, stored, probes, _ = _hooked_forward(model, modules, x)
@@ -575,7 +575,7 @@ def _plan_bytes_per_point(plan: StructuredPlan) -> int:
             total += plan.n_out * p.positions * p.groups * p.outputs + p.positions * p.groups * p.inputs
         else:
             total += plan.n_out * p.parameters
-        total += (plan.n_out + 3) * p.activations  # saved activations, batched backward, probes
+        total += (plan.n_out + 3) * p.activations  # the deltas of all outputs, saved activations, probes
     return total
 
 
@@ -592,7 +592,7 @@ def structured_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, 
         block_bytes: memory of one chunk's features and of one block's Gram temporaries.
 
     Returns (N1, N2) for a scalar output, else (N1, N2, O, O) / (N1, N2) / (N1, N2, O) for full / trace / diagonal.
-    Cost: per chunk one forward and one backward batched over the O outputs, then per block and "gram" layer a
+    Cost: per chunk one forward and a backward per output, then per block and "gram" layer a
     Gram of deltas and one of input patches, and one Gram of the "gradient" layers' per-point gradients (syrk on
     the diagonal blocks). Peak memory: the result, plus the features of all chunks when they fit (see
     CACHE_BLOCKS; else two chunks, recomputed per block), plus about three block_bytes of temporaries.
