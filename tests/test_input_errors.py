@@ -258,3 +258,14 @@ def test_closed_form_ntk_refuses_a_kernel_too_large_for_memory(backend):
 def test_ntk_paths_refuse_a_kernel_too_large_for_memory(model):
     with pytest.raises(MemoryError, match=r"ntk \(.*\) needs about \d+\.\d\d GiB of cpu memory"):
         fastdyn.ntk(model, huge_inputs("cpu"))
+
+
+def test_digit_experiments_leave_test_images():
+    from fastdyn.experiments import _seed003
+    with pytest.raises(ValueError, match=r"config 'n_train' must leave test images \(< 1797\), got 1797"):
+        _seed003.check_image_count({"n_train": 1797}, "n_train", 20)
+    with pytest.raises(ValueError, match="config 'n_pool'"):
+        _seed003.check_image_count({"n_pool": 50}, "n_pool", 100)
+    with pytest.raises(TypeError, match="config 'n_train' must be an integer"):
+        _seed003.check_image_count({"n_train": 100.0}, "n_train", 20)
+    _seed003.check_image_count({"n_train": 1796}, "n_train", 20)

@@ -18,6 +18,7 @@ from torch import nn
 from .. import data
 from .._src import checks
 from ..data import Split
+from ..data.digits import N_IMAGES as N_DIGITS
 from ..models import FCNet
 from . import mean_std  # noqa: F401  (the experiments' _seed003.mean_std)
 
@@ -45,6 +46,14 @@ def digit_classes(n: int, d: int, *, seed: int) -> Split:
     split = data.digits(n, d=d, seed=seed, dtype="float32", as_torch=True)
     return Split(split.x, torch.as_tensor(split.info["digit"], dtype=torch.int64), split.x_test,
                  torch.as_tensor(split.info["digit_test"], dtype=torch.int64), info={"classes": 10})
+
+
+def check_image_count(config: dict, key: str, minimum: int) -> None:
+    """config[key] an int >= ``minimum`` that leaves test images among sklearn's 1797 digits (ValueError/TypeError
+    naming the key)."""
+    checks.integer(f"config {key!r}", config[key], minimum=minimum)
+    if config[key] >= N_DIGITS:
+        raise ValueError(f"config {key!r} must leave test images (< {N_DIGITS}), got {config[key]}")
 
 
 def digit_images(n: int, *, seed: int) -> Split:

@@ -50,9 +50,7 @@ def config(quick: bool) -> dict:
 
 def check_config(config: dict) -> None:
     """ValueError or TypeError naming the offending key."""
-    checks.integer("config 'n_train'", config["n_train"], minimum=20)
-    if config["n_train"] >= 1797:
-        raise ValueError(f"config 'n_train' must leave test images (< 1797), got {config['n_train']}")
+    _seed003.check_image_count(config, "n_train", 20)
     if not 0.0 <= float(config["label_noise"]) <= 1.0:
         raise ValueError(f"config 'label_noise' must lie in [0, 1], got {config['label_noise']!r}")
     for key in ("seeds", "rf_features", "widths", "weight_decays"):

@@ -52,9 +52,7 @@ def check_config(config: dict) -> None:
         raise ValueError("config 'widths' must list at least one width")
     for width in config["widths"]:
         checks.integer("config 'widths' entry", width)
-    checks.integer("config 'n_train'", config["n_train"], minimum=20)
-    if config["n_train"] >= 1797:
-        raise ValueError(f"config 'n_train' must leave test images (< 1797), got {config['n_train']}")
+    _seed003.check_image_count(config, "n_train", 20)
     for key in ("batch", "steps", "replicates", "directions"):
         checks.integer(f"config {key!r}", config[key])
     for key in ("steps_1d", "steps_2d", "line_steps"):

@@ -47,9 +47,7 @@ def config(quick: bool) -> dict:
 
 def check_config(config: dict) -> None:
     """ValueError or TypeError naming the offending key."""
-    checks.integer("config 'n_train'", config["n_train"], minimum=20)
-    if config["n_train"] >= 1797:
-        raise ValueError(f"config 'n_train' must leave test images (< 1797), got {config['n_train']}")
+    _seed003.check_image_count(config, "n_train", 20)
     for q in config["noise"]:
         if not 0.0 <= float(q) <= 1.0:
             raise ValueError(f"config 'noise' entries must lie in [0, 1], got {q!r}")

@@ -50,9 +50,7 @@ def config(quick: bool) -> dict:
 
 def check_config(config: dict) -> None:
     """ValueError or TypeError naming the offending key."""
-    checks.integer("config 'n_pool'", config["n_pool"], minimum=100)
-    if config["n_pool"] >= 1797:
-        raise ValueError(f"config 'n_pool' must leave test images (< 1797), got {config['n_pool']}")
+    _seed003.check_image_count(config, "n_pool", 100)
     for key in ("width", "depth", "steps", "base_steps", "batch"):
         checks.integer(f"config {key!r}", config[key])
     checks.real("config 'lr'", config["lr"])

@@ -48,9 +48,7 @@ def check_config(config: dict) -> None:
         raise ValueError("config 'seeds' must list at least one seed")
     for seed in config["seeds"]:
         checks.integer("config 'seeds' entry", seed, minimum=0)
-    checks.integer("config 'n_train'", config["n_train"], minimum=20)
-    if config["n_train"] >= 1797:
-        raise ValueError(f"config 'n_train' must leave test images (< 1797), got {config['n_train']}")
+    _seed003.check_image_count(config, "n_train", 20)
     for key in ("batch", "steps"):
         checks.integer(f"config {key!r}", config[key])
     checks.real("config 'lr'", config["lr"])
