@@ -24,7 +24,6 @@ Run: ``python -m pytest bench/bench_ntk_cnn.py --benchmark-only -s``.
 """
 import copy
 import functools
-import os
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ from torch import nn
 import fastdyn
 from conftest import assert_close
 from fastdyn._src.ntk_structured import ntvp_ntk
-from harness import ROUNDS, WARMUP, Timer, sized
+from harness import ROUNDS, WARMUP, Timer, neural_tangents_python, sized
 from installed import run_installed
 from oracles.ntk import ntk_jacobian_contraction
 
@@ -157,9 +156,7 @@ def test_torch_func_ntvp(benchmark, case):
 
 def test_neural_tangents(benchmark, case):
     model, out = case
-    python = os.environ.get("FASTDYN_NT_PYTHON")
-    if not python:
-        pytest.skip("set FASTDYN_NT_PYTHON to the python of a venv with neural-tangents 0.6.5 (see bench/peers)")
+    python = neural_tangents_python()
     n = SIZES[model]
     command = [python, str(PEER_SCRIPT), "--model", model, "--n", str(n), "--out", out, "--repeats", str(ROUNDS),
                "--warmup", str(WARMUP)]

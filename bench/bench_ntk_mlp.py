@@ -16,7 +16,6 @@ Run: ``python -m pytest bench/bench_ntk_mlp.py --benchmark-only -s``; ratios pri
 """
 import copy
 import functools
-import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import torch
 from conftest import assert_close
 from fastdyn._src.ntk_structured import structured_ntk
 from fastdyn.models import FCNet
-from harness import ROUNDS, WARMUP, Timer, sized
+from harness import ROUNDS, WARMUP, Timer, neural_tangents_python, sized
 from oracles.ntk import ntk_jacobian_contraction
 
 N, N_TORCH, CHECK_N = sized(2000, 40), sized(500, 20), sized(32, 16)
@@ -75,9 +74,7 @@ def test_fastdyn_structured(benchmark, case):
 
 def test_neural_tangents(benchmark, case):
     shape, dtype = case
-    python = os.environ.get("FASTDYN_NT_PYTHON")
-    if not python:
-        pytest.skip("set FASTDYN_NT_PYTHON to the python of a venv with neural-tangents 0.6.5 (see bench/peers)")
+    python = neural_tangents_python()
     command = [python, str(PEER_SCRIPT), "--dims", *map(str, SHAPES[shape]), "--n", str(N), "--repeats",
                str(ROUNDS), "--warmup", str(WARMUP), *(["--float64"] if dtype == torch.float64 else [])]
 

@@ -8,15 +8,13 @@ and times; runs when FASTDYN_NT_PYTHON names that venv's python, else skips).
 
 Run: python -m pytest bench/bench_predict.py --benchmark-only -s
 """
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from fastdyn import predict
-from harness import ROUNDS, WARMUP, Timer, sized
+from harness import ROUNDS, WARMUP, Timer, neural_tangents_python, sized
 
 N, M, T, N_LARGE = sized(1000, 40), sized(1000, 20), sized(100, 5), sized(5000, 60)
 TIMER = Timer()
@@ -67,9 +65,7 @@ def test_predictions_at_the_issue_size(benchmark):
 
 
 def test_neural_tangents_at_the_issue_size(benchmark, tmp_path):
-    python = os.environ.get("FASTDYN_NT_PYTHON")
-    if not python:
-        pytest.skip("set FASTDYN_NT_PYTHON to the python of a venv with neural-tangents 0.6.5 (see bench/peers)")
+    python = neural_tangents_python()
     K, Kt, y = rbf_problem(N_LARGE, M)
     times = np.geomspace(1e-2, 1e4, T)
     np.savez(tmp_path / "problem.npz", K=K.numpy(), Kt=Kt.numpy(), y=y.numpy(), times=times)

@@ -13,11 +13,20 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 SMOKE = os.environ.get("FASTDYN_BENCH_SMOKE", "0").strip() not in ("", "0")
 ROUNDS = 1 if SMOKE else int(os.environ.get("FASTDYN_BENCH_ROUNDS", "3"))
 WARMUP = 0 if SMOKE else int(os.environ.get("FASTDYN_BENCH_WARMUP", "1"))
+
+
+def neural_tangents_python() -> str:
+    """The python of the neural-tangents 0.6.5 venv named by FASTDYN_NT_PYTHON (bench/peers), else skip the test."""
+    python = os.environ.get("FASTDYN_NT_PYTHON")
+    if not python:
+        pytest.skip("set FASTDYN_NT_PYTHON to the python of a venv with neural-tangents 0.6.5 (see bench/peers)")
+    return python
 
 
 def sized(full, smoke):
