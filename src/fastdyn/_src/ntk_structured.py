@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.linalg import blas
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
@@ -141,16 +142,29 @@ class _Term:
 
 
 def _gram(a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """a @ b^T, or the exactly symmetric a @ a^T when b is None (half the flops on CPU)."""
+    """a @ b^T; when b is None, a @ a^T of which only the upper triangle is meant (the caller completes each
+    diagonal block once, by :func:`_mirror_upper`)."""
     if b is not None:
         return a @ b.T
     if a.device.type == "cpu":
-        # torch.mm does a full GEMM for a @ a.T; numpy's matmul recognises the pattern and calls BLAS syrk
-        # (half the flops) and mirrors the triangle, so the result is exactly symmetric. Zero-copy views.
+        # torch.mm does a full GEMM for a @ a.T; BLAS syrk does half the flops and fills one triangle. (numpy's
+        # a @ a.T calls syrk too but mirrors the triangle after each call: 0.2 s of a 0.9 s (10000, 2572) Gram.)
+        # A C-contiguous (c, w) array is a Fortran (w, c) one; syrk's Fortran lower triangle is the C upper one.
         a_np = np.ascontiguousarray(a.detach().numpy())
-        return torch.from_numpy(a_np @ a_np.T)
-    g = a @ a.T
-    return torch.triu(g) + torch.triu(g, 1).T
+        syrk = blas.dsyrk if a_np.dtype == np.float64 else blas.ssyrk
+        return torch.from_numpy(syrk(1.0, a_np.T, trans=1, lower=1).T)
+    return a @ a.T
+
+
+def _mirror_upper(block: torch.Tensor) -> None:
+    """Complete a diagonal block from its upper part, exactly symmetric: K[i, j] = K[j, i] for i > j, with the
+    output pair swapped for a (c, c, O, O) block, whose points' own (O, O) blocks come from their upper triangle."""
+    if block.ndim == 4:
+        own = block.diagonal(0, 0, 1).permute(2, 0, 1)  # (c, O, O) view of K[i, i]
+        own.copy_(torch.triu(own) + torch.triu(own, 1).mT)
+    for i in range(1, block.shape[0]):  # a row at a time: no temporary the size of the block
+        column = block[:i, i]
+        block[i, :i] = column.mT if block.ndim == 4 else column
 
 
 def _delta_block(di: torch.Tensor, dj: torch.Tensor | None, out: str) -> torch.Tensor:
@@ -171,8 +185,7 @@ def _delta_block(di: torch.Tensor, dj: torch.Tensor | None, out: str) -> torch.T
 def _add_positions_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: str, n_out: int,
                          block_bytes: int) -> None:
     """block += sum_g sum_{s, s'} (D_i,s . D_j,s') (H_i,s . H_j,s' + bias) of a term over positions, by GEMMs in
-    row slices so one slice's largest temporary fits in block_bytes. tj=None: the same chunk, the contribution
-    made exactly symmetric.
+    row slices so one slice's largest temporary fits in block_bytes. tj=None: the same chunk.
 
     "full" contracts in the cheaper order E[i, a, o, j, s'] = sum_s D[i, a, s, o] HH[i, s, j, s'], then
     sum_{o, s'} E D[j, b, s', o] (S^2 O o + S O^2 o per pair, not the S^2 O^2 o of the delta Gram);
@@ -181,7 +194,6 @@ def _add_positions_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: 
     dj, hj = (di, hi) if tj is None else (tj.delta, tj.h)
     ci, _, positions, groups, o = di.shape
     cj = dj.shape[0]
-    target = torch.zeros_like(block) if tj is None else block
     per_row = cj * positions * max(positions, n_out * o if out == "full" and n_out > 1 else positions)
     rows = max(1, block_bytes // (di.element_size() * 3 * per_row))
     for start in range(0, ci, rows):
@@ -195,22 +207,21 @@ def _add_positions_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: 
             a, b = di[r, :, :, g], dj[:, :, :, g]  # (n, O, S, o), (cj, O, S, o)
             if n_out == 1 or out == "trace":
                 dd = a.transpose(1, 2).reshape(n * positions, -1) @ b.transpose(1, 2).reshape(cj * positions, -1).T
-                target[r] += torch.einsum("isjt,isjt->ij", dd.reshape(n, positions, cj, positions), hh)
+                block[r] += torch.einsum("isjt,isjt->ij", dd.reshape(n, positions, cj, positions), hh)
             elif out == "diagonal":
                 for k in range(n_out):
                     dd = a[:, k].reshape(n * positions, o) @ b[:, k].reshape(cj * positions, o).T
-                    target[r, :, k] += torch.einsum("isjt,isjt->ij", dd.reshape(n, positions, cj, positions), hh)
+                    block[r, :, k] += torch.einsum("isjt,isjt->ij", dd.reshape(n, positions, cj, positions), hh)
             else:
                 e = torch.bmm(a.permute(0, 1, 3, 2).reshape(n, n_out * o, positions),
                               hh.reshape(n, positions, cj * positions))  # (n, O o, cj S)
-                target[r] += torch.einsum("iaojt,jbto->ijab", e.reshape(n, n_out, o, cj, positions), b)
-    if tj is None:
-        block += (target + (target.permute(1, 0, 3, 2) if target.ndim == 4 else target.transpose(0, 1))) / 2
+                block[r] += torch.einsum("iaojt,jbto->ijab", e.reshape(n, n_out, o, cj, positions), b)
 
 
 def _add_term_block(block: torch.Tensor, ti: _Term, tj: _Term | None, out: str, n_out: int,
                     block_bytes: int = BLOCK_BYTES) -> None:
-    """block += contribution of one term between two chunks (tj=None: the same chunk)."""
+    """block += contribution of one term between two chunks (tj=None: the same chunk, where only the upper
+    part of the block is meant; see :func:`_mirror_upper`)."""
     if ti.delta is not None and ti.delta.ndim == 5:
         _add_positions_block(block, ti, tj, out, n_out, block_bytes)
         return
@@ -282,6 +293,7 @@ def _accumulate(result: torch.Tensor, features: Callable[[torch.Tensor], list[_T
             if x2 is None and j == i:
                 for term in ti:
                     _add_term_block(result[si, si], term, None, out, n_out, block_bytes)
+                _mirror_upper(result[si, si])
                 continue
             tj = column_terms(j)
             # With x2=None the block is also added, transposed, below the diagonal; else straight into result.
@@ -365,24 +377,32 @@ def _positions(module: nn.Module, delta: torch.Tensor) -> torch.Tensor:
 
 
 def _gradient_parts(module: nn.Module, delta: torch.Tensor, stored: torch.Tensor) -> list[torch.Tensor]:
-    """(c, O, P_i) per-point, per-output gradients of the layer's parameters (weight, then bias if any, each
-    flattened in its own order) from delta = df/d(output) (c, O, *output shape) and the stored input."""
-    c, n_out = delta.shape[:2]
-    if isinstance(module, (nn.Linear, *_CONVS)):
-        d = _positions(module, delta)
-        parts = [torch.einsum("nasgo,nsgk->nagok", d, _patches(module, stored)).reshape(c, n_out, -1)]
+    """(c, P_i) per-point gradients of the layer's parameters (weight, then bias if any, each flattened in its
+    own order) from delta = df/d(output) of one output (c, *output shape) and the stored input."""
+    c = delta.shape[0]
+    if isinstance(module, nn.Linear):
+        d = delta.reshape(c, -1, module.out_features)  # (c, S, out); stored (c, S, in)
+        parts = [torch.bmm(d.transpose(1, 2), stored).reshape(c, -1)]
         if module.bias is not None:
-            parts.append(d.sum(2).reshape(c, n_out, -1))
+            parts.append(d.sum(1))
+        return parts
+    if isinstance(module, _CONVS):
+        groups = module.groups
+        d = delta.reshape(c * groups, module.out_channels // groups, -1)  # (c g, o, S)
+        h = stored.reshape(c * groups, stored.shape[1] // groups, -1)  # (c g, k, S): F.unfold's channel-major rows
+        parts = [torch.bmm(d, h.transpose(1, 2)).reshape(c, -1)]  # (c, g o k): the weight's (C_out, C_in / g, K)
+        if module.bias is not None:
+            parts.append(delta.reshape(c, module.out_channels, -1).sum(2))
         return parts
     if isinstance(module, nn.LayerNorm):
-        summed = tuple(range(2, delta.ndim - len(module.normalized_shape)))  # positions before the normalised axes
+        summed = tuple(range(1, delta.ndim - len(module.normalized_shape)))  # positions before the normalised axes
     else:
-        summed = tuple(range(3, delta.ndim))  # batch norm: every axis after the channels
+        summed = tuple(range(2, delta.ndim))  # batch norm: every axis after the channels
 
     def over_positions(t):  # (an empty tuple would make torch sum over every axis)
-        return (t.sum(summed) if summed else t).reshape(c, n_out, -1)
+        return (t.sum(summed) if summed else t).reshape(c, -1)
 
-    parts = [over_positions(delta * stored.unsqueeze(1))]
+    parts = [over_positions(delta * stored)]
     if module.bias is not None:
         parts.append(over_positions(delta))
     return parts
@@ -471,22 +491,6 @@ def _hooked_forward(model: nn.Module, modules: list[nn.Module], x: torch.Tensor)
     return flat, stored, probes, calls
 
 
-def _deltas(y: torch.Tensor, probes: list[torch.Tensor]) -> list[torch.Tensor]:
-    """df_a/d(probe) for every output a, each (c, O, *probe shape): one backward per output, written into one
-    buffer per layer (a loop of O backward passes measured ~1.5x faster than autograd's vmap-batched one,
-    ``is_grads_batched``, on the CNNs of bench_ntk_cnn.py)."""
-    n_out = y.shape[1]
-    deltas = [p.new_zeros((p.shape[0], n_out, *p.shape[1:])) for p in probes]
-    for a in range(n_out):
-        cotangent = torch.zeros_like(y)
-        cotangent[:, a] = 1
-        grads = torch.autograd.grad(y, probes, cotangent, retain_graph=a < n_out - 1, allow_unused=True)
-        for delta, grad in zip(deltas, grads):
-            if grad is not None:  # None: the output does not depend on this layer
-                delta[:, a] = grad
-    return deltas
-
-
 def _matches_autograd(model: nn.Module, modules: list[nn.Module], x: torch.Tensor, y: torch.Tensor,
                       stored: list[torch.Tensor], probes: list[torch.Tensor]) -> bool:
     """Do the per-layer gradients from deltas and inputs (of a hooked forward on x, a few points, outputs summed)
@@ -500,7 +504,7 @@ def _matches_autograd(model: nn.Module, modules: list[nn.Module], x: torch.Tenso
     tol = 1e-9 if x.dtype == torch.float64 else 1e-4
     for module, delta, kept, probe in zip(modules, deltas, stored, probes):
         delta = torch.zeros_like(probe) if delta is None else delta
-        ours = torch.cat(_gradient_parts(module, delta.unsqueeze(1), kept), 2).sum(0)[0]
+        ours = torch.cat(_gradient_parts(module, delta, kept), 1).sum(0)
         expected = torch.cat([by_id[id(p)].reshape(-1) for p in module.parameters(recurse=False)])
         if ours.shape != expected.shape or (ours - expected).abs().max() > tol * (1 + expected.abs().max()):
             return False
@@ -538,32 +542,46 @@ def plan_structured(model: nn.Module, x: torch.Tensor, out: str = "full") -> Str
 
 
 def _structured_terms(model: nn.Module, plan: StructuredPlan, x: torch.Tensor) -> list[_Term]:
-    """One hooked forward and O backward passes on a chunk x (c, ...): a "gram" term per such layer and one
-    term of all "gradient" layers' per-point gradients side by side."""
+    """One hooked forward and O backward passes on a chunk x (c, ...): a "gram" term per such layer (its deltas
+    for all outputs, (c, O, ...), and input patches) and one term of all "gradient" layers' per-point gradients
+    side by side, (c, O, sum P), formed for each output as its backward gives the deltas (a "gradient" layer keeps
+    no (c, O, ...) delta buffer). A loop of O backward passes measured ~1.5x faster than autograd's vmap-batched
+    backward (``is_grads_batched``) on bench_ntk_cnn.py's CNNs."""
     modules = [p.module for p in plan.layers]
     y, stored, probes, _ = _hooked_forward(model, modules, x)
-    deltas = _deltas(y, probes)
+    c, n_out = x.shape[0], plan.n_out
+    starts, width = [], 0
+    for layer in plan.layers:
+        starts.append(width)
+        width += layer.parameters if layer.route == "gradient" else 0
+    gradients = x.new_empty((c, n_out, width))
+    deltas = [p.new_empty((c, n_out, *p.shape[1:])) if layer.route == "gram" else None
+              for layer, p in zip(plan.layers, probes)]
+    for a in range(n_out):
+        cotangent = torch.zeros_like(y)
+        cotangent[:, a] = 1
+        grads = torch.autograd.grad(y, probes, cotangent, retain_graph=a < n_out - 1, allow_unused=True)
+        for layer, grad, probe, kept, delta, start in zip(plan.layers, grads, probes, stored, deltas, starts):
+            grad = torch.zeros_like(probe) if grad is None else grad  # None: the output does not use this layer
+            if delta is not None:
+                delta[:, a] = grad
+                continue
+            for part in _gradient_parts(layer.module, grad, kept):
+                gradients[:, a, start:start + part.shape[1]] = part
+                start += part.shape[1]
     del y, probes  # frees the autograd graph
-    c = x.shape[0]
-    terms, gradients = [], []
+    terms = []
     for layer, delta, kept in zip(plan.layers, deltas, stored):
-        module = layer.module
-        if layer.route == "gradient":
-            gradients += _gradient_parts(module, delta, kept)
+        if delta is None:
             continue
-        d, h = _positions(module, delta), _patches(module, kept)
-        bias = module.bias is not None
+        d, h = _positions(layer.module, delta), _patches(layer.module, kept)
+        bias = layer.module.bias is not None
         if layer.positions == 1 and layer.groups == 1:
-            terms.append(_Term(d.reshape(c, plan.n_out, -1), h.reshape(c, -1), bias))
+            terms.append(_Term(d.reshape(c, n_out, -1), h.reshape(c, -1), bias))
         else:
             terms.append(_Term(d, h, bias))
-    if gradients:  # side by side in one buffer, written once (torch.cat of parts of parts copied twice)
-        both = torch.empty((c, plan.n_out, sum(g.shape[2] for g in gradients)), dtype=x.dtype, device=x.device)
-        start = 0
-        for g in gradients:
-            both[:, :, start:start + g.shape[2]] = g
-            start += g.shape[2]
-        terms.append(_Term(both))
+    if width:
+        terms.append(_Term(gradients))
     return terms
 
 
@@ -571,11 +589,12 @@ def _plan_bytes_per_point(plan: StructuredPlan) -> int:
     """Numbers one point's features and its share of the forward/backward take (times the item size)."""
     total = 0
     for p in plan.layers:
-        if p.route == "gram":
-            total += plan.n_out * p.positions * p.groups * p.outputs + p.positions * p.groups * p.inputs
-        else:
+        if p.route == "gram":  # deltas of all outputs, patches
+            total += plan.n_out * (p.positions * p.groups * p.outputs + p.activations) + \
+                p.positions * p.groups * p.inputs
+        else:  # per-point gradients (one output's delta at a time)
             total += plan.n_out * p.parameters
-        total += (plan.n_out + 3) * p.activations  # the deltas of all outputs, saved activations, probes
+        total += 3 * p.activations  # saved activations, probe, one delta
     return total
 
 
