@@ -40,19 +40,30 @@ def peak_growth_bytes(fn, *args, **kwargs):
 """
 
 
+def start_installed(code: str, *args, cwd) -> subprocess.Popen:
+    """Start ``code`` in a fresh interpreter as :func:`run_installed` does (in ``cwd``, outside the source tree),
+    without waiting: the caller may kill it; stdout and stderr are pipes."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    prelude = _PRELUDE.format(paths=[str(REPO / "bench"), str(REPO / "tests")])
+    cwd = Path(cwd).resolve()
+    assert not cwd.is_relative_to(REPO), f"{cwd} is inside the source tree"
+    return subprocess.Popen([sys.executable, *SAFE_PATH, "-c", prelude + code, *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def run_installed(code: str, *args, cwd=None, timeout: float = 600) -> dict:
     """Run ``code`` (ending with ``report(**values)``) in a fresh interpreter started in ``cwd`` (a temporary folder
     by default), outside the source tree and without PYTHONPATH; check that it imported this process's fastdyn and
     compiled ``_core``, and return the reported values."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    prelude = _PRELUDE.format(paths=[str(REPO / "bench"), str(REPO / "tests")])
     with tempfile.TemporaryDirectory() as outside:
-        cwd = Path(cwd or outside).resolve()
-        assert not cwd.is_relative_to(REPO), f"{cwd} is inside the source tree"
-        done = subprocess.run([sys.executable, *SAFE_PATH, "-c", prelude + code, *map(str, args)], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"subprocess failed ({done.returncode}):\n{done.stderr[-4000:]}"
-    values = json.loads(done.stdout.splitlines()[-1])
+        process = start_installed(code, *args, cwd=cwd or outside)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, f"subprocess failed ({process.returncode}):\n{stderr[-4000:]}"
+    values = json.loads(stdout.splitlines()[-1])
     here = {"fastdyn": fastdyn.__file__, "_core": backends.module("cpu").__file__, "build": "built"}
     assert values.pop("imported") == here, "the subprocess imported another fastdyn, or one without _core"
     return values
