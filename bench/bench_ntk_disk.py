@@ -50,16 +50,12 @@ report(mb=mb, seconds=time.perf_counter() - start)
 """
 
 
-# The writer of test_resumes_after_a_kill: the same call, killed by SIGKILL once `stop` blocks are recorded, in the
-# middle of the next one (its numbers computed, none written, the block not recorded).
-_KILLED_SCRIPT = """
+# Put before _SCRIPT for test_resumes_after_a_kill: the same call, killed by SIGKILL once `stop` (argv[3]) blocks
+# are recorded, in the middle of the next one (its numbers computed, none written, the block not recorded).
+_KILL_MIDWAY = """
 import os, signal
-from bench_ntk_disk import problem
-import fastdyn
 from fastdyn._src import ntk_blocks
-path, block, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-model, x = problem()
-write, started = ntk_blocks._write, []
+stop, write, started = int(sys.argv[3]), ntk_blocks._write, []
 
 def write_or_die(target, compute, *rest):
     started.append(1)
@@ -72,7 +68,6 @@ def write_or_die(target, compute, *rest):
     write(target, compute_then_die, *rest)
 
 ntk_blocks._write = write_or_die
-fastdyn.ntk(model, x, file=path, block=(block, block), progress=False)
 """
 
 
@@ -91,10 +86,10 @@ def check_file(path):
     assert np.array_equal(kernel[rows, cols], kernel[cols, rows])
 
 
-def gflops(seconds, blocks_done=None):
-    """Gram flops of the upper blocks (times the share of blocks computed) per second."""
+def gflops(seconds, share=1.0):
+    """Gram flops of the upper blocks (times the share of the blocks computed) per second."""
     flops = sum(N * N * (w_in + w_out) for w_in, w_out in zip(DIMS[:-1], DIMS[1:]))
-    return flops * (1 if blocks_done is None else blocks_done) / seconds / 1e9
+    return flops * share / seconds / 1e9
 
 
 def test_blocked_kernel_on_disk(benchmark, tmp_path):
@@ -122,7 +117,7 @@ def test_resumes_after_a_kill(benchmark, tmp_path):
 
     stop = max(1, int(KILL_AT * total))
     start = time.perf_counter()
-    writer = start_installed(_KILLED_SCRIPT, path, BLOCK, stop, cwd=tmp_path)
+    writer = start_installed(_KILL_MIDWAY + _SCRIPT, path, BLOCK, stop, cwd=tmp_path)
     _, stderr = writer.communicate(timeout=3000)
     killed_after, before = time.perf_counter() - start, recorded()
     assert writer.returncode == -signal.SIGKILL, f"the writer was not killed ({writer.returncode}):\n{stderr[-4000:]}"
